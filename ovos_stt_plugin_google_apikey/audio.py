@@ -1,0 +1,130 @@
+"""Whatever OVOS or a caller hands us, turned into audio Google accepts (LINEAR16 mono)."""
+from __future__ import annotations
+
+import io
+import warnings
+import wave
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+with warnings.catch_warnings():
+    # Deprecated in 3.11-3.12, removed in 3.13 where the audioop-lts backport provides it.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+from .errors import AudioError
+
+GOOGLE_MIN_RATE = 8000
+GOOGLE_MAX_RATE = 48000
+FALLBACK_RATE = 16000       # Google's optimum, used when the native rate is out of range
+RAW_RATE = 16000            # raw bytes without a header are taken as OVOS's listener format
+RAW_WIDTH = 2
+SANE_RATES = (1000, 768000)  # anything outside is a corrupt header, not audio
+WIDTHS = (1, 2, 3, 4)
+MAX_CHANNELS = 32
+
+
+@dataclass(frozen=True)
+class PCM:
+    """Little-endian signed PCM, channels interleaved."""
+
+    data: bytes
+    sample_rate: int
+    sample_width: int
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not SANE_RATES[0] <= self.sample_rate <= SANE_RATES[1]:
+            raise AudioError(f"sample rate {self.sample_rate} Hz is not a plausible audio rate "
+                             f"({SANE_RATES[0]}-{SANE_RATES[1]} Hz)")
+        if self.sample_width not in WIDTHS:
+            raise AudioError(f"sample width of {self.sample_width} bytes is not supported "
+                             "(8, 16, 24 or 32-bit PCM)")
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise AudioError(f"{self.channels} channels is not supported (1-{MAX_CHANNELS})")
+        if len(self.data) % self.frame_size:
+            # A partial trailing frame is a truncated upload; drop it rather than refuse.
+            object.__setattr__(self, "data", self.data[:len(self.data) - len(self.data) % self.frame_size])
+
+    @property
+    def frame_size(self) -> int:
+        return self.sample_width * self.channels
+
+    @property
+    def duration(self) -> float:
+        return len(self.data) / (self.frame_size * self.sample_rate)
+
+
+def from_audio(audio: Any) -> PCM:
+    """Accept OPM's or SpeechRecognition's AudioData, a PCM, WAV bytes, or raw 16 kHz PCM.
+
+    Raises AudioError when the input is none of these.
+    """
+    if isinstance(audio, PCM):
+        return audio
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        data = bytes(audio)
+        return from_wav(data) if data[:4] == b"RIFF" else from_raw(data)
+    frames = getattr(audio, "frame_data", None)
+    if isinstance(frames, (bytes, bytearray)):
+        # AudioData (either class) holds mono, signed, little-endian frames.
+        return PCM(bytes(frames), int(audio.sample_rate), int(audio.sample_width))
+    raise AudioError(f"cannot read audio from {type(audio).__name__}: expected AudioData, "
+                     "WAV bytes or raw 16 kHz 16-bit mono PCM")
+
+
+def from_raw(data: bytes, sample_rate: int = RAW_RATE, sample_width: int = RAW_WIDTH,
+             channels: int = 1) -> PCM:
+    """Raw little-endian signed PCM with the given format."""
+    return PCM(bytes(data), sample_rate, sample_width, channels)
+
+
+def from_wav(data: bytes) -> PCM:
+    """Parse a PCM WAV file. Raises AudioError for anything else or a broken header."""
+    try:
+        with wave.open(io.BytesIO(data)) as wav:
+            rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
+            frames = wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError, ValueError, OverflowError, MemoryError) as exc:
+        raise AudioError(f"not a readable PCM WAV file: {exc}") from exc
+    if width == 1:
+        frames = audioop.bias(frames, 1, -128)   # 8-bit WAV is unsigned; we keep signed PCM
+    return PCM(frames, rate, width, channels)
+
+
+def to_linear16(pcm: PCM) -> PCM:
+    """Mono 16-bit PCM at the native rate when Google accepts it (8-48 kHz), else 16 kHz."""
+    data = pcm.data
+    if pcm.sample_width != 2:
+        data = audioop.lin2lin(data, pcm.sample_width, 2)
+    if pcm.channels > 1:
+        data = _mix_to_mono(data, pcm.channels)
+    rate = pcm.sample_rate
+    if not GOOGLE_MIN_RATE <= rate <= GOOGLE_MAX_RATE:
+        data, _ = audioop.ratecv(data, 2, 1, rate, FALLBACK_RATE, None)
+        rate = FALLBACK_RATE
+    return PCM(data, rate, 2, 1)
+
+
+def _mix_to_mono(data: bytes, channels: int) -> bytes:
+    if channels == 2:
+        return audioop.tomono(data, 2, 0.5, 0.5)
+    samples = array("h", data)
+    mono = b""
+    for channel in range(channels):
+        part = audioop.mul(samples[channel::channels].tobytes(), 2, 1.0 / channels)
+        mono = audioop.add(mono, part, 2) if mono else part
+    return mono
+
+
+def to_wav(pcm: PCM) -> bytes:
+    """A WAV file of the PCM (for callers that need one, e.g. the HTTP client contract)."""
+    buffer = io.BytesIO()
+    frames = audioop.bias(pcm.data, 1, 128) if pcm.sample_width == 1 else pcm.data
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(pcm.channels)
+        wav.setsampwidth(pcm.sample_width)
+        wav.setframerate(pcm.sample_rate)
+        wav.writeframes(frames)
+    return buffer.getvalue()

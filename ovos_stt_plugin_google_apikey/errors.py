@@ -1,0 +1,97 @@
+"""The exceptions this package raises, each saying what the user must do.
+
+    GoogleSTTError
+    ├── ConfigError            a setting is missing or invalid: fix mycroft.conf / env
+    ├── AudioError             the audio cannot be sent: wrong format, empty, too long
+    └── APIError               Google answered with an error, or did not answer
+        ├── CredentialsError   fix the key or the Google Cloud project
+        │   ├── InvalidKeyError        key unknown, expired, or missing
+        │   ├── APINotEnabledError     Speech-to-Text API / billing not enabled, project suspended
+        │   ├── KeyRestrictedError     the key is restricted to other APIs, referrers or IPs
+        │   └── KeyTypeError           this kind of key is not accepted (use a standard AIza... key)
+        ├── QuotaError         wait: Google's request quota is used up (429)
+        ├── RequestRejectedError  Google refused the request as sent (other 4xx)
+        │   └── ModelNotSupportedError  the model does not support the language
+        └── UnavailableError   try again: 5xx, connection failure, unreadable answer
+            └── DeadlineError  no answer within the configured timeout
+
+No ``requests`` exception escapes this package; they are wrapped with ``raise ... from``.
+Messages never contain the API key.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+CONSOLE_CREDENTIALS = "https://console.cloud.google.com/apis/credentials"
+CONSOLE_SPEECH_API = "https://console.cloud.google.com/apis/library/speech.googleapis.com"
+CONSOLE_QUOTAS = "https://console.cloud.google.com/apis/api/speech.googleapis.com/quotas"
+
+
+class GoogleSTTError(Exception):
+    """Base class of every error raised by this package."""
+
+
+class ConfigError(GoogleSTTError, ValueError):
+    """A setting is missing or invalid."""
+
+
+class AudioError(GoogleSTTError, ValueError):
+    """The audio cannot be decoded or cannot be sent to Google."""
+
+
+class APIError(GoogleSTTError):
+    """Google answered with an error, or did not answer in a usable way.
+
+    ``status`` is the HTTP status (None when there was no answer), ``reason`` the
+    ``google.rpc.ErrorInfo`` reason or ``google.rpc.Status`` name, ``google_message``
+    Google's own text.
+    """
+
+    def __init__(self, message: str, *, status: Optional[int] = None,
+                 reason: str = "", google_message: str = "",
+                 retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.google_message = google_message
+        self.retry_after = retry_after
+
+
+class CredentialsError(APIError):
+    """The key or the Google Cloud project behind it must be fixed."""
+
+
+class InvalidKeyError(CredentialsError):
+    """The key is unknown to Google, expired, or was not sent."""
+
+
+class APINotEnabledError(CredentialsError):
+    """The key's project has not enabled Speech-to-Text (or billing), or is suspended."""
+
+
+class KeyRestrictedError(CredentialsError):
+    """The key is restricted away from Speech-to-Text (API, referrer, IP or app)."""
+
+
+class KeyTypeError(CredentialsError):
+    """Google does not accept this kind of key for Speech-to-Text."""
+
+
+class QuotaError(APIError):
+    """Google's request quota for the project is used up (HTTP 429)."""
+
+
+class RequestRejectedError(APIError):
+    """Google refused the request as sent: audio format, language, model, size (4xx)."""
+
+
+class ModelNotSupportedError(RequestRejectedError):
+    """The configured model does not support the requested language."""
+
+
+class UnavailableError(APIError):
+    """Google could not be reached, failed (5xx), or sent an unreadable answer."""
+
+
+class DeadlineError(UnavailableError):
+    """Google did not answer within the configured timeout."""

@@ -1,0 +1,212 @@
+"""Google Speech-to-Text v1 JSON: build the recognize body, parse results and errors. No I/O."""
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+
+from . import errors
+from .audio import PCM
+from .settings import Settings
+
+RECOGNIZE_PATH = "/v1/speech:recognize"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024     # Google: "Request payload size exceeds the limit: 10485760 bytes."
+MAX_SYNC_SECONDS = 60.0                  # Google: "Sync input too long" past one minute
+LINEAR16 = "LINEAR16"
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+# Languages written without spaces between words: results are joined with no separator.
+NO_SPACE_LANGS = ("cmn", "yue", "ja", "th", "lo", "km", "my", "zh")
+
+_REASON_ERRORS: Dict[str, Type[errors.APIError]] = {
+    "API_KEY_INVALID": errors.InvalidKeyError,
+    "SERVICE_DISABLED": errors.APINotEnabledError,
+    "BILLING_DISABLED": errors.APINotEnabledError,
+    "CONSUMER_SUSPENDED": errors.APINotEnabledError,
+    "API_KEY_SERVICE_BLOCKED": errors.KeyRestrictedError,
+    "API_KEY_HTTP_REFERRER_BLOCKED": errors.KeyRestrictedError,
+    "API_KEY_IP_ADDRESS_BLOCKED": errors.KeyRestrictedError,
+    "API_KEY_ANDROID_APP_BLOCKED": errors.KeyRestrictedError,
+    "API_KEY_IOS_APP_BLOCKED": errors.KeyRestrictedError,
+    "CREDENTIALS_MISSING": errors.KeyTypeError,
+    "RATE_LIMIT_EXCEEDED": errors.QuotaError,
+    "RESOURCE_EXHAUSTED": errors.QuotaError,
+}
+_ADVICE: Dict[Type[errors.APIError], str] = {
+    errors.InvalidKeyError: "check 'key' in the plugin's mycroft.conf section (or GOOGLE_STT_API_KEY); "
+                            f"create or copy a key at {errors.CONSOLE_CREDENTIALS}",
+    errors.APINotEnabledError: "enable the Cloud Speech-to-Text API (and billing) for the key's project "
+                               f"at {errors.CONSOLE_SPEECH_API}, then wait a few minutes",
+    errors.KeyRestrictedError: "edit the key at {0} and allow 'Cloud Speech-to-Text API' under API "
+                               "restrictions (and this device under application restrictions)"
+                               .format(errors.CONSOLE_CREDENTIALS),
+    errors.KeyTypeError: "Speech-to-Text does not accept this kind of key; create a standard API key "
+                         f"(starting AIza) in a Cloud project with the API enabled at {errors.CONSOLE_CREDENTIALS}",
+    errors.CredentialsError: "check the key and its project's settings at "
+                             f"{errors.CONSOLE_CREDENTIALS}",
+    errors.QuotaError: f"wait and retry, or raise the quota at {errors.CONSOLE_QUOTAS}",
+    errors.ModelNotSupportedError: "set 'model' to one that supports the language, or null",
+    errors.RequestRejectedError: "check the audio format, language and settings",
+    errors.UnavailableError: "Google is unavailable; try again shortly",
+    errors.DeadlineError: "Google did not answer in time; try again, or raise 'timeout'",
+}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One hypothesis for the whole utterance; confidence None means Google did not say."""
+
+    text: str
+    confidence: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Google's answer: alternatives in Google's order (empty when no speech was heard)."""
+
+    alternatives: Tuple[Alternative, ...] = ()
+    language: Optional[str] = None
+
+    @property
+    def text(self) -> str:
+        return self.alternatives[0].text if self.alternatives else ""
+
+
+def build_recognize_body(settings: Settings, audio: PCM, language: str, *,
+                         model: Optional[str] = None,
+                         alternative_languages: Sequence[str] = ()) -> Dict[str, Any]:
+    """The JSON body of speech:recognize for LINEAR16 mono audio."""
+    config: Dict[str, Any] = {
+        "encoding": LINEAR16,
+        "sampleRateHertz": audio.sample_rate,
+        "languageCode": language,
+        "maxAlternatives": settings.max_alternatives,
+        "enableAutomaticPunctuation": settings.punctuation,
+        "profanityFilter": settings.profanity_filter,
+    }
+    if alternative_languages:
+        config["alternativeLanguageCodes"] = list(alternative_languages)
+    if model:
+        config["model"] = model
+    if settings.use_enhanced:
+        config["useEnhanced"] = True
+    if settings.phrases:
+        context: Dict[str, Any] = {"phrases": list(settings.phrases)}
+        if settings.boost is not None:
+            context["boost"] = settings.boost
+        config["speechContexts"] = [context]
+    content = base64.b64encode(audio.data).decode("ascii")
+    return {"config": config, "audio": {"content": content}}
+
+
+def parse_response(payload: Any) -> Transcript:
+    """Turn a 200 body into a Transcript; several results (pauses) are joined in order.
+
+    Raises UnavailableError when the body is not shaped like a RecognizeResponse.
+    """
+    try:
+        results = payload.get("results") or []
+        per_result: List[List[Alternative]] = []
+        language = None
+        for result in results:
+            alternatives = [_alternative(alt) for alt in result.get("alternatives") or []]
+            alternatives = [alt for alt in alternatives if alt.text.strip()]
+            if alternatives:
+                per_result.append(alternatives)
+                language = language or result.get("languageCode")
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise errors.UnavailableError(f"Google's answer has an unexpected shape: {exc}") from exc
+    if not per_result:
+        return Transcript((), language)
+    joined: List[Alternative] = []
+    for index in range(max(len(alts) for alts in per_result)):
+        parts = [alts[min(index, len(alts) - 1)] for alts in per_result]
+        text = _join([p.text for p in parts], language)
+        known = [p.confidence for p in parts if p.confidence is not None]
+        confidence = sum(known) / len(known) if len(known) == len(parts) else None
+        if all(text != alt.text for alt in joined):
+            joined.append(Alternative(text, confidence))
+    return Transcript(tuple(joined), language)
+
+
+def _alternative(alt: Dict[str, Any]) -> Alternative:
+    text = alt.get("transcript", "")
+    if not isinstance(text, str):
+        raise TypeError("transcript is not a string")
+    confidence = alt.get("confidence")
+    # 0.0 is Google's "not set" sentinel (proto3 default), not zero confidence.
+    if not confidence:
+        confidence = None
+    return Alternative(text, float(confidence) if confidence is not None else None)
+
+
+def _join(parts: Sequence[str], language: Optional[str]) -> str:
+    glue = "" if (language or "").lower().split("-")[0] in NO_SPACE_LANGS else " "
+    text = parts[0].strip()
+    for part in parts[1:]:
+        text += (part.rstrip() if part[:1].isspace() else glue + part.strip())
+    return re.sub(r"\s{2,}", " ", text).strip()
+
+
+def parse_error(status: int, payload: Any, secret: str = "") -> errors.APIError:
+    """Map an HTTP error answer (a google.rpc.Status body, or anything else) to an APIError.
+
+    ``secret`` is scrubbed from Google's message before it goes into ours.
+    """
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    message = str(error.get("message") or "")
+    if secret:
+        message = message.replace(secret, "***")
+    google_status = str(error.get("status") or "")
+    reason, retry_delay = "", None
+    for detail in error.get("details") or []:
+        if not isinstance(detail, dict):
+            continue
+        if detail.get("@type") == ERROR_INFO:
+            reason = str(detail.get("reason") or "")
+        elif detail.get("@type") == RETRY_INFO:
+            retry_delay = parse_duration(detail.get("retryDelay"))
+    cls = _classify(status, reason, message)
+    what = reason or google_status or f"HTTP {status}"
+    told = f": {message}" if message else " (not a Google error body)"
+    text = f"Google Speech-to-Text refused the request ({status} {what}){told}. To fix: {_ADVICE[cls]}"
+    return cls(text, status=status, reason=reason or google_status,
+               google_message=message, retry_after=retry_delay)
+
+
+def _classify(status: int, reason: str, message: str) -> Type[errors.APIError]:
+    if reason in _REASON_ERRORS:
+        return _REASON_ERRORS[reason]
+    lowered = message.lower()
+    if status == 401 and "api keys are not supported" in lowered:
+        return errors.KeyTypeError
+    if status == 403 and ("unregistered callers" in lowered or "valid api key" in lowered):
+        return errors.InvalidKeyError
+    if status == 403 and "has not been used in project" in lowered:
+        return errors.APINotEnabledError
+    if status == 400 and "model is currently not supported" in lowered:
+        return errors.ModelNotSupportedError
+    if status == 400 and "api key not valid" in lowered:
+        return errors.InvalidKeyError
+    if status == 429:
+        return errors.QuotaError
+    if status in (401, 403):
+        return errors.CredentialsError
+    if status == 504:
+        return errors.DeadlineError
+    if status >= 500:
+        return errors.UnavailableError
+    return errors.RequestRejectedError
+
+
+def parse_duration(value: Any) -> Optional[float]:
+    """Google's JSON Duration ("1.5s") or an HTTP Retry-After seconds value, in seconds."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(str(value).strip().rstrip("s")))
+    except ValueError:
+        return None

@@ -1,0 +1,58 @@
+"""Packaging for ovos-stt-plugin-google-apikey (setup.py, as OVOS plugins do)."""
+import os
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PLUGIN_ID = "ovos-stt-plugin-google-apikey"
+PLUGIN = f"{PLUGIN_ID} = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTT"
+CONFIG = f"{PLUGIN_ID}.config = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTTConfig"
+
+
+def version() -> str:
+    scope: dict = {}
+    with open(os.path.join(HERE, "ovos_stt_plugin_google_apikey", "version.py")) as f:
+        exec(f.read(), scope)
+    return scope["__version__"]
+
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    README = f.read()
+
+setup(
+    name="ovos-stt-plugin-google-apikey",
+    version=version(),
+    description="OVOS STT plugin: Google Cloud Speech-to-Text over REST with just an API key",
+    long_description=README,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=["ovos_stt_plugin_google_apikey"],
+    package_data={"ovos_stt_plugin_google_apikey": ["data/*.txt"]},
+    include_package_data=True,
+    python_requires=">=3.9",
+    install_requires=[
+        # >=0.9 covers the released ovos-stt-server launcher (it pins OPM <1.0); <3 is today's OVOS.
+        "ovos-plugin-manager>=0.9.0,<3.0.0",
+        "ovos-utils>=0.0.38,<1.0.0",
+        "requests>=2.26,<3",
+        "audioop-lts>=0.2.1; python_version>='3.13'",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+    },
+    entry_points={
+        "opm.stt": [PLUGIN],
+        "opm.stt.config": [CONFIG],
+        # OPM 0.x (the released ovos-stt-server launcher) reads only the old groups.
+        "mycroft.plugin.stt": [PLUGIN],
+        "mycroft.plugin.stt.config": [CONFIG],
+    },
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: End Users/Desktop",
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Speech",
+    ],
+    keywords="OpenVoiceOS OVOS mycroft plugin stt google speech-to-text",
+)

@@ -38,9 +38,12 @@ setup(
         "audioop-lts>=0.2.1; python_version>='3.13'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9"],
+        "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
+        "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24"],
     },
     entry_points={
+        "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],
         "opm.stt": [PLUGIN],
         "opm.stt.config": [CONFIG],
         # OPM 0.x (the released ovos-stt-server launcher) reads only the old groups.

@@ -64,14 +64,39 @@ def from_audio(audio: Any) -> PCM:
     if isinstance(audio, PCM):
         return audio
     if isinstance(audio, (bytes, bytearray, memoryview)):
-        data = bytes(audio)
-        return from_wav(data) if data[:4] == b"RIFF" else from_raw(data)
+        return from_bytes(bytes(audio))
     frames = getattr(audio, "frame_data", None)
     if isinstance(frames, (bytes, bytearray)):
         # AudioData (either class) holds mono, signed, little-endian frames.
         return PCM(bytes(frames), int(audio.sample_rate), int(audio.sample_width))
     raise AudioError(f"cannot read audio from {type(audio).__name__}: expected AudioData, "
                      "WAV bytes or raw 16 kHz 16-bit mono PCM")
+
+
+def from_bytes(data: bytes) -> PCM:
+    """A WAV, FLAC or Ogg file by its magic bytes; anything else is raw 16 kHz 16-bit mono PCM."""
+    if data[:4] == b"RIFF":
+        return from_wav(data)
+    if data[:4] in (b"fLaC", b"OggS"):
+        return from_compressed(data)
+    return from_raw(data)
+
+
+def from_compressed(data: bytes) -> PCM:
+    """Decode FLAC or Ogg (Opus/Vorbis) with soundfile, from the [flac] extra.
+
+    Raises AudioError when soundfile is missing or the data does not decode.
+    """
+    try:
+        import soundfile
+    except ImportError as exc:
+        raise AudioError("FLAC/Ogg audio needs the optional decoder: "
+                         "pip install 'ovos-stt-plugin-google-apikey[flac]'") from exc
+    try:
+        samples, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+        raise AudioError(f"cannot decode the FLAC/Ogg audio: {exc}") from exc
+    return PCM(samples.tobytes(), int(rate), 2, int(samples.shape[1]))
 
 
 def from_raw(data: bytes, sample_rate: int = RAW_RATE, sample_width: int = RAW_WIDTH,

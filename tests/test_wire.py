@@ -1,0 +1,124 @@
+"""Google v1 JSON: the request body, multi-result answers, google.rpc.Status errors."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from ovos_stt_plugin_google_apikey import errors
+from ovos_stt_plugin_google_apikey.audio import PCM
+from ovos_stt_plugin_google_apikey.settings import Settings
+from ovos_stt_plugin_google_apikey.wire import (Alternative, build_recognize_body, parse_duration,
+                                                parse_error, parse_response)
+
+
+def test_body_fields():
+    settings = Settings.from_mapping({"phrases": ["Mycroft"], "boost": 10, "use_enhanced": True,
+                                      "profanity_filter": True, "max_alternatives": 4}, env={})
+    pcm = PCM(b"\x01\x00\x02\x00", 8000, 2)
+    body = build_recognize_body(settings, pcm, "en-US", model="latest_short",
+                                alternative_languages=["pt-PT"])
+    assert body == {"config": {
+        "encoding": "LINEAR16", "sampleRateHertz": 8000, "languageCode": "en-US",
+        "maxAlternatives": 4, "enableAutomaticPunctuation": True, "profanityFilter": True,
+        "alternativeLanguageCodes": ["pt-PT"], "model": "latest_short", "useEnhanced": True,
+        "speechContexts": [{"phrases": ["Mycroft"], "boost": 10}]},
+        "audio": {"content": base64.b64encode(pcm.data).decode()}}
+
+
+def test_body_leaves_out_unset_options():
+    body = build_recognize_body(Settings(), PCM(b"", 16000, 2), "en-US")
+    assert not {"model", "useEnhanced", "speechContexts", "alternativeLanguageCodes"} & set(body["config"])
+
+
+def test_no_speech_shapes():
+    for payload in ({}, {"totalBilledTime": "0s", "requestId": "1"}, {"results": []},
+                    {"results": [{"alternatives": [{"transcript": ""}]}]}):
+        t = parse_response(payload)
+        assert t.alternatives == () and t.text == ""
+
+
+def test_all_results_are_joined_in_order():
+    payload = {"results": [
+        {"alternatives": [{"transcript": "turn on the", "confidence": 0.9},
+                          {"transcript": "turn of the"}], "languageCode": "en-us"},
+        {"alternatives": [{"transcript": " kitchen lights", "confidence": 0.7}]},
+        {"alternatives": [{"transcript": "please", "confidence": 0.8}]},
+    ]}
+    t = parse_response(payload)
+    assert t.text == "turn on the kitchen lights please"
+    assert t.alternatives[0] == Alternative("turn on the kitchen lights please", pytest.approx(0.8))
+    # The second hypothesis of result 1 with the best of the others; confidence unknown.
+    assert t.alternatives[1] == Alternative("turn of the kitchen lights please", None)
+    assert t.language == "en-us"
+
+
+def test_zero_or_missing_confidence_is_unknown_not_zero():
+    t = parse_response({"results": [{"alternatives": [{"transcript": "a", "confidence": 0.0},
+                                                      {"transcript": "b"}]}]})
+    assert [a.confidence for a in t.alternatives] == [None, None]
+
+
+def test_languages_without_spaces_are_joined_without_them():
+    t = parse_response({"results": [{"alternatives": [{"transcript": "打开"}], "languageCode": "cmn-hans-cn"},
+                                    {"alternatives": [{"transcript": "灯"}]}]})
+    assert t.text == "打开灯"
+
+
+@pytest.mark.parametrize("payload", [{"results": "oops"}, {"results": [{"alternatives": {"x": 1}}]},
+                                     {"results": [{"alternatives": [{"transcript": 5}]}]}, []])
+def test_unexpected_shapes_are_unavailable_errors(payload):
+    with pytest.raises(errors.UnavailableError, match="unexpected shape"):
+        parse_response(payload)
+
+
+def _status(code, message, status, reason=None, extra=()):
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                "domain": "googleapis.com"}] if reason else []
+    return {"error": {"code": code, "message": message, "status": status, "details": details + list(extra)}}
+
+
+@pytest.mark.parametrize("status,body,cls,advice", [
+    (400, _status(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", "API_KEY_INVALID"),
+     errors.InvalidKeyError, "apis/credentials"),
+    (403, _status(403, "Method doesn't allow unregistered callers (callers without established identity).",
+                  "PERMISSION_DENIED"), errors.InvalidKeyError, "GOOGLE_STT_API_KEY"),
+    (403, _status(403, "Cloud Speech-to-Text API has not been used in project 123 before or it is disabled.",
+                  "PERMISSION_DENIED", "SERVICE_DISABLED"), errors.APINotEnabledError, "enable the Cloud Speech-to-Text API"),
+    (403, _status(403, "Billing", "PERMISSION_DENIED", "BILLING_DISABLED"), errors.APINotEnabledError, "billing"),
+    (403, _status(403, "Requests to this API speech.googleapis.com method google.cloud.speech.v1.Speech.Recognize are blocked.",
+                  "PERMISSION_DENIED", "API_KEY_SERVICE_BLOCKED"), errors.KeyRestrictedError, "API restrictions"),
+    (403, _status(403, "blocked", "PERMISSION_DENIED", "API_KEY_IP_ADDRESS_BLOCKED"), errors.KeyRestrictedError, "application restrictions"),
+    (401, _status(401, "API keys are not supported by this API. Expected OAuth2 access token", "UNAUTHENTICATED",
+                  "CREDENTIALS_MISSING"), errors.KeyTypeError, "standard API key"),
+    (429, _status(429, "Quota exceeded for quota metric", "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED"),
+     errors.QuotaError, "quotas"),
+    (400, _status(400, "Invalid recognition 'config': The requested model is currently not supported for language : iw-IL.",
+                  "INVALID_ARGUMENT"), errors.ModelNotSupportedError, "'model'"),
+    (400, _status(400, "Sync input too long.", "INVALID_ARGUMENT"), errors.RequestRejectedError, "audio format"),
+    (500, _status(500, "Internal error encountered.", "INTERNAL"), errors.UnavailableError, "try again"),
+    (503, _status(503, "The service is currently unavailable.", "UNAVAILABLE"), errors.UnavailableError, "try again"),
+    (504, _status(504, "Deadline exceeded.", "DEADLINE_EXCEEDED"), errors.DeadlineError, "timeout"),
+    (502, None, errors.UnavailableError, "not a Google error body"),
+    (404, "<html>nope</html>", errors.RequestRejectedError, "not a Google error body"),
+])
+def test_errors_are_typed_and_say_what_to_do(status, body, cls, advice):
+    err = parse_error(status, body)
+    assert type(err) is cls
+    assert advice in str(err)
+    assert err.status == status
+
+
+def test_retry_info_and_secret_scrubbing():
+    body = _status(429, "Quota for key SECRET-1 exceeded", "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED",
+                   extra=[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}])
+    err = parse_error(429, body, secret="SECRET-1")
+    assert err.retry_after == 2.5
+    assert "SECRET-1" not in str(err) and "SECRET-1" not in err.google_message
+
+
+def test_parse_duration():
+    assert parse_duration("1.770s") == 1.77
+    assert parse_duration("30") == 30.0
+    assert parse_duration("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert parse_duration(None) is None

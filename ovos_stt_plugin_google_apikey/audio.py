@@ -6,7 +6,7 @@ import warnings
 import wave
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, List
 
 with warnings.catch_warnings():
     # Deprecated in 3.11-3.12, removed in 3.13 where the audioop-lts backport provides it.
@@ -125,11 +125,43 @@ def to_linear16(pcm: PCM) -> PCM:
         data = audioop.lin2lin(data, pcm.sample_width, 2)
     if pcm.channels > 1:
         data = _mix_to_mono(data, pcm.channels)
-    rate = pcm.sample_rate
-    if not GOOGLE_MIN_RATE <= rate <= GOOGLE_MAX_RATE:
-        data, _ = audioop.ratecv(data, 2, 1, rate, FALLBACK_RATE, None)
-        rate = FALLBACK_RATE
+    mono = PCM(data, pcm.sample_rate, 2, 1)
+    if not GOOGLE_MIN_RATE <= mono.sample_rate <= GOOGLE_MAX_RATE:
+        return resample(mono, FALLBACK_RATE)
+    return mono
+
+
+def resample(pcm: PCM, rate: int) -> PCM:
+    """16-bit mono PCM at another rate (audioop's linear interpolation with a light filter)."""
+    if pcm.sample_rate == rate:
+        return pcm
+    data, _ = audioop.ratecv(pcm.data, 2, 1, pcm.sample_rate, rate, None)
     return PCM(data, rate, 2, 1)
+
+
+def split(pcm: PCM, max_seconds: float, search_seconds: float = 5.0,
+          window_seconds: float = 0.05) -> List[PCM]:
+    """Cut 16-bit mono PCM into pieces of at most ``max_seconds``.
+
+    Each cut falls in the quietest ``window_seconds`` of the last ``search_seconds`` before
+    the limit, so a cut lands between words rather than inside one.
+    """
+    frame = pcm.frame_size
+    limit = int(max_seconds * pcm.sample_rate) * frame
+    window = max(frame, int(window_seconds * pcm.sample_rate) * frame)
+    search = int(search_seconds * pcm.sample_rate) * frame
+    pieces, start = [], 0
+    while len(pcm.data) - start > limit:
+        lo, hi = start + limit - search, start + limit - window
+        best, cut = None, start + limit
+        for pos in range(lo, hi + 1, window):
+            level = audioop.rms(pcm.data[pos:pos + window], 2)
+            if best is None or level < best:
+                best, cut = level, pos + window // 2 // frame * frame
+        pieces.append(PCM(pcm.data[start:cut], pcm.sample_rate, 2, 1))
+        start = cut
+    pieces.append(PCM(pcm.data[start:], pcm.sample_rate, 2, 1))
+    return pieces
 
 
 def _mix_to_mono(data: bytes, channels: int) -> bytes:

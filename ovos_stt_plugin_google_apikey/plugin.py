@@ -1,20 +1,18 @@
 """The OVOS STT plugin: Google Cloud Speech-to-Text v1 over REST with an API key."""
 from __future__ import annotations
 
-import threading
-import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ovos_plugin_manager.templates.stt import STT
 from ovos_utils import classproperty
 from ovos_utils.log import LOG
 
 from . import audio as audio_mod
-from .client import SpeechClient
-from .errors import AudioError, ConfigError, ModelNotSupportedError
+from .errors import ConfigError
 from .languages import google_languages, to_google
+from .recognizer import CHUNK_SECONDS, Progress, Recognizer
 from .settings import KEY_ENV_VARS, Settings
-from .wire import MAX_REQUEST_BYTES, MAX_SYNC_SECONDS, Transcript, build_recognize_body, parse_response
+from .wire import Transcript
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"
 
@@ -50,8 +48,8 @@ def _ovos_section() -> Dict[str, Any]:
 class GoogleAPIKeySTT(STT):
     """Transcribes through speech:recognize. See README for the settings.
 
-    ``transcribe``/``execute``/``recognize`` raise ConfigError, AudioError or an APIError
-    subclass (see ``errors``); no speech is ``[]`` / ``""``, never an error.
+    ``recognize``/``transcribe``/``execute``/``detect_language`` raise AudioError, ConfigError
+    or an APIError subclass (see ``errors``); no speech is ``[]`` / ``""``, never an error.
     """
 
     def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
@@ -63,9 +61,7 @@ class GoogleAPIKeySTT(STT):
             raise ConfigError(
                 f"no Google API key: set 'key' in the '{PLUGIN_ID}' section of mycroft.conf "
                 f"or the environment variable {KEY_ENV_VARS[0]}")
-        self.client = SpeechClient(self.settings)
-        self._no_model_langs: Set[str] = set()   # languages the configured model refused
-        self._lock = threading.Lock()
+        self.recognizer = Recognizer(self.settings)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
@@ -74,29 +70,11 @@ class GoogleAPIKeySTT(STT):
     def available_languages(cls) -> Set[str]:
         return set(google_languages())
 
-    def recognize(self, audio: Any, lang: Optional[str] = None) -> Transcript:
-        """Recognise one utterance (at most Google's 60 s); the typed result."""
+    def recognize(self, audio: Any, lang: Optional[str] = None,
+                  progress: Optional[Progress] = None) -> Transcript:
+        """Recognise audio of any length; ``lang`` "auto" picks from ``auto_languages``."""
         pcm = audio_mod.to_linear16(audio_mod.from_audio(audio))
-        if pcm.duration > MAX_SYNC_SECONDS:
-            raise AudioError(f"the audio is {pcm.duration:.1f} s long; Google's synchronous "
-                             f"recognition takes at most {MAX_SYNC_SECONDS:g} s")
-        language = self.google_language(lang)
-        deadline = time.monotonic() + self.settings.timeout
-        model = None if language in self._no_model_langs else self.settings.model
-        body = build_recognize_body(self.settings, pcm, language, model=model)
-        _check_size(body)
-        try:
-            answer = self.client.recognize(body, deadline)
-        except ModelNotSupportedError:
-            if not model:
-                raise
-            LOG.warning("Google's model %s does not support %s; using Google's default model "
-                        "for it from now on", model, language)
-            with self._lock:
-                self._no_model_langs.add(language)
-            body["config"].pop("model")
-            answer = self.client.recognize(body, deadline)
-        return parse_response(answer)
+        return self.recognizer.recognize(pcm, self.google_languages(lang), progress)
 
     def transcribe(self, audio: Any, lang: Optional[str] = None) -> List[Tuple[str, float]]:
         """Every alternative as (text, confidence) in Google's order; [] when no speech."""
@@ -116,6 +94,33 @@ class GoogleAPIKeySTT(STT):
         """The best transcript, or "" when no speech was heard."""
         return self.recognize(audio, language).text
 
+    def detect_language(self, audio: Any,
+                        valid_langs: Optional[Iterable[str]] = None) -> Tuple[str, float]:
+        """The candidate Google hears best, as (tag as given, transcript confidence).
+
+        Candidates: ``valid_langs``, else ``auto_languages``. Google reports no language
+        confidence; the transcript's is used (0.5 when Google gives none, 0.0 for no speech).
+        """
+        given = list(dict.fromkeys(valid_langs or self.settings.auto_languages))
+        if not given:
+            raise ConfigError("no candidate languages: pass valid_langs or set 'auto_languages'")
+        if len(given) == 1:
+            return given[0], 1.0
+        by_google = {to_google(tag): tag for tag in given}
+        pcm = audio_mod.to_linear16(audio_mod.from_audio(audio))
+        piece = audio_mod.split(pcm, CHUNK_SECONDS)[0]
+        transcript = self.recognizer.recognize_languages(piece, list(by_google))
+        if not transcript.alternatives:
+            return given[0], 0.0
+        confidence = transcript.alternatives[0].confidence
+        return by_google.get(transcript.language or "", given[0]), 0.5 if confidence is None else confidence
+
+    def google_languages(self, lang: Optional[str] = None) -> List[str]:
+        """Google tags to try, the preferred first: ``lang``, or for "auto" ``auto_languages``."""
+        if lang == "auto" and self.settings.auto_languages:
+            return list(dict.fromkeys(to_google(tag) for tag in self.settings.auto_languages))
+        return [self.google_language(lang)]
+
     def google_language(self, lang: Optional[str] = None) -> str:
         """The Google tag for ``lang`` (or the configured/OVOS language)."""
         if not lang or lang == "auto":
@@ -123,14 +128,7 @@ class GoogleAPIKeySTT(STT):
         return to_google(lang)
 
     def shutdown(self) -> None:
-        self.client.close()
-
-
-def _check_size(body: Dict[str, Any]) -> None:
-    size = len(body["audio"]["content"]) + 1024
-    if size > MAX_REQUEST_BYTES:
-        raise AudioError(f"the request would be {size} bytes; Google accepts at most "
-                         f"{MAX_REQUEST_BYTES} bytes per request")
+        self.recognizer.close()
 
 
 def _config_examples() -> Dict[str, List[Dict[str, Any]]]:

@@ -11,6 +11,8 @@ from .errors import ConfigError
 
 LOG = logging.getLogger(__name__)
 
+ENCODINGS = ("linear16", "flac", "ogg_opus")
+
 KEY_ENV_VARS = ("GOOGLE_STT_API_KEY", "STT_PW")
 DEFAULT_ENDPOINT = "https://speech.googleapis.com"
 # v1 models per cloud_speech.proto, plus the telephony names Google's console offers.
@@ -39,6 +41,9 @@ class Settings:
     max_alternatives: int = 3
     timeout: float = 10.0
     retries: int = 2
+    encoding: str = "linear16"
+    max_workers: int = 4
+    auto_languages: Tuple[str, ...] = ()
 
     @property
     def has_key(self) -> bool:
@@ -71,6 +76,9 @@ class Settings:
             "max_alternatives": int(_number(config, "max_alternatives", 3, 1, 30, integer=True)),
             "timeout": _number(config, "timeout", 10.0, 0.5, 300),
             "retries": int(_number(config, "retries", 2, 0, 10, integer=True)),
+            "encoding": _choice(config, "encoding", "linear16", ENCODINGS),
+            "max_workers": int(_number(config, "max_workers", 4, 1, 16, integer=True)),
+            "auto_languages": _strings(config, "auto_languages"),
         }
         return cls(**values)
 
@@ -103,6 +111,22 @@ def _number(config: Mapping[str, Any], name: str, default: Any, low: float, high
     if not low <= value <= high:
         raise ConfigError(f"'{name}' must be {kind} from {low:g} to {high:g}; got {value!r}")
     return value
+
+
+def _choice(config: Mapping[str, Any], name: str, default: str, allowed: Tuple[str, ...]) -> str:
+    value = config.get(name, default)
+    if value not in allowed:
+        raise ConfigError(f"'{name}' must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _strings(config: Mapping[str, Any], name: str) -> Tuple[str, ...]:
+    value = config.get(name) or ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) \
+            or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"'{name}' must be a list of language tags such as [\"en-US\", \"pt-PT\"]; "
+                          f"got {value!r}")
+    return tuple(value)
 
 
 def _endpoint(value: Any) -> str:

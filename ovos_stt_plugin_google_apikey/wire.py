@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from . import errors
-from .audio import PCM
 from .settings import Settings
 
 RECOGNIZE_PATH = "/v1/speech:recognize"
@@ -73,13 +72,14 @@ class Transcript:
         return self.alternatives[0].text if self.alternatives else ""
 
 
-def build_recognize_body(settings: Settings, audio: PCM, language: str, *,
+def build_recognize_body(settings: Settings, content: bytes, language: str, *,
+                         encoding: str = LINEAR16, sample_rate: int = 16000,
                          model: Optional[str] = None,
                          alternative_languages: Sequence[str] = ()) -> Dict[str, Any]:
-    """The JSON body of speech:recognize for LINEAR16 mono audio."""
+    """The JSON body of speech:recognize for mono audio already in ``encoding``."""
     config: Dict[str, Any] = {
-        "encoding": LINEAR16,
-        "sampleRateHertz": audio.sample_rate,
+        "encoding": encoding,
+        "sampleRateHertz": sample_rate,
         "languageCode": language,
         "maxAlternatives": settings.max_alternatives,
         "enableAutomaticPunctuation": settings.punctuation,
@@ -96,8 +96,7 @@ def build_recognize_body(settings: Settings, audio: PCM, language: str, *,
         if settings.boost is not None:
             context["boost"] = settings.boost
         config["speechContexts"] = [context]
-    content = base64.b64encode(audio.data).decode("ascii")
-    return {"config": config, "audio": {"content": content}}
+    return {"config": config, "audio": {"content": base64.b64encode(content).decode("ascii")}}
 
 
 def parse_response(payload: Any) -> Transcript:

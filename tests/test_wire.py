@@ -6,7 +6,6 @@ import base64
 import pytest
 
 from ovos_stt_plugin_google_apikey import errors
-from ovos_stt_plugin_google_apikey.audio import PCM
 from ovos_stt_plugin_google_apikey.settings import Settings
 from ovos_stt_plugin_google_apikey.wire import (Alternative, build_recognize_body, parse_duration,
                                                 parse_error, parse_response)
@@ -15,19 +14,20 @@ from ovos_stt_plugin_google_apikey.wire import (Alternative, build_recognize_bod
 def test_body_fields():
     settings = Settings.from_mapping({"phrases": ["Mycroft"], "boost": 10, "use_enhanced": True,
                                       "profanity_filter": True, "max_alternatives": 4}, env={})
-    pcm = PCM(b"\x01\x00\x02\x00", 8000, 2)
-    body = build_recognize_body(settings, pcm, "en-US", model="latest_short",
+    pcm = b"\x01\x00\x02\x00"
+    body = build_recognize_body(settings, pcm, "en-US", sample_rate=8000, model="latest_short",
                                 alternative_languages=["pt-PT"])
     assert body == {"config": {
         "encoding": "LINEAR16", "sampleRateHertz": 8000, "languageCode": "en-US",
         "maxAlternatives": 4, "enableAutomaticPunctuation": True, "profanityFilter": True,
         "alternativeLanguageCodes": ["pt-PT"], "model": "latest_short", "useEnhanced": True,
         "speechContexts": [{"phrases": ["Mycroft"], "boost": 10}]},
-        "audio": {"content": base64.b64encode(pcm.data).decode()}}
+        "audio": {"content": base64.b64encode(pcm).decode()}}
 
 
 def test_body_leaves_out_unset_options():
-    body = build_recognize_body(Settings(), PCM(b"", 16000, 2), "en-US")
+    body = build_recognize_body(Settings(), b"", "en-US", encoding="FLAC")
+    assert body["config"]["encoding"] == "FLAC"
     assert not {"model", "useEnhanced", "speechContexts", "alternativeLanguageCodes"} & set(body["config"])
 
 

@@ -1,0 +1,170 @@
+"""From 16-bit mono PCM to a Transcript: one request, long audio in parallel chunks, or a
+fan-out over candidate languages. Independent of OVOS."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Callable, Dict, List, Optional, Sequence, Set
+
+from . import audio as audio_mod
+from . import encoders
+from .client import SpeechClient
+from .errors import APIError, AudioError, GoogleSTTError, ModelNotSupportedError
+from .settings import Settings
+from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
+                   parse_response)
+
+LOG = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
+LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes
+MAX_CANDIDATES = 32            # 8 parallel requests at most for one detection
+BODY_OVERHEAD = 4096           # JSON around the base64 audio, generously
+
+Progress = Callable[[int, int], None]
+
+
+class Recognizer:
+    """Thread-safe; owns one pooled client and one bounded worker pool."""
+
+    def __init__(self, settings: Settings, client: Optional[SpeechClient] = None) -> None:
+        encoders.check_available(settings.encoding)
+        self.settings = settings
+        self.client = client or SpeechClient(settings, pool_size=max(16, 2 * settings.max_workers))
+        self._pool = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt")
+        self._no_model: Set[str] = set()        # languages the configured model refused
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+    def recognize(self, pcm: audio_mod.PCM, languages: Sequence[str],
+                  progress: Optional[Progress] = None) -> Transcript:
+        """Transcribe 16-bit mono PCM; ``languages`` are Google tags, the first preferred.
+
+        Audio over CHUNK_SECONDS is cut at quiet points and its parts recognised in parallel;
+        any failed part fails the whole (no silently shortened text). Raises GoogleSTTError.
+        """
+        if not pcm.data:
+            raise AudioError("the audio is empty")
+        if pcm.duration <= CHUNK_SECONDS:
+            transcript = self.recognize_languages(pcm, languages)
+            if progress:
+                progress(1, 1)
+            return transcript
+        pieces = audio_mod.split(pcm, CHUNK_SECONDS)
+        if len(languages) > 1:            # decide the language once, on the first part
+            found = self.recognize_languages(pieces[0], languages).language
+            languages = [found] if found else languages[:1]
+        return self._recognize_pieces(pieces, languages[0], progress)
+
+    def recognize_languages(self, pcm: audio_mod.PCM, languages: Sequence[str]) -> Transcript:
+        """One piece in whichever candidate language Google hears best (``.language``)."""
+        if len(languages) > MAX_CANDIDATES:
+            raise AudioError(f"at most {MAX_CANDIDATES} candidate languages; got {len(languages)}")
+        groups = [list(languages[i:i + LANGS_PER_REQUEST])
+                  for i in range(0, len(languages), LANGS_PER_REQUEST)]
+        if len(groups) == 1:
+            return self.recognize_piece(pcm, groups[0][0], groups[0][1:])
+        futures = [self._pool.submit(self.recognize_piece, pcm, g[0], g[1:]) for g in groups]
+        transcripts = _gather(futures)
+        return max(transcripts, key=_score)
+
+    def recognize_piece(self, pcm: audio_mod.PCM, language: str,
+                        alternatives: Sequence[str] = ()) -> Transcript:
+        """One speech:recognize request (plus one without the model if Google refuses it)."""
+        deadline = time.monotonic() + self.settings.timeout
+        encoded = encoders.encode(pcm, self.settings.encoding)
+        model = None if language in self._no_model else self.settings.model
+        body = build_recognize_body(self.settings, encoded.data, language,
+                                    encoding=encoded.encoding, sample_rate=encoded.sample_rate,
+                                    model=model, alternative_languages=alternatives)
+        size = len(body["audio"]["content"]) + BODY_OVERHEAD
+        if size > MAX_REQUEST_BYTES:
+            raise AudioError(f"the request would be about {size} bytes; Google accepts at most "
+                             f"{MAX_REQUEST_BYTES}")
+        try:
+            answer = self.client.recognize(body, deadline)
+        except ModelNotSupportedError:
+            if not model:
+                raise
+            LOG.warning("Google's model %s does not support %s; using Google's default model "
+                        "for %s from now on", model, language, language)
+            with self._lock:
+                self._no_model.add(language)
+            body["config"].pop("model")
+            answer = self.client.recognize(body, deadline)
+        transcript = parse_response(answer)
+        return Transcript(transcript.alternatives, _match(transcript.language, language, alternatives))
+
+    def _recognize_pieces(self, pieces: List[audio_mod.PCM], language: str,
+                          progress: Optional[Progress]) -> Transcript:
+        done = 0
+        done_lock = threading.Lock()
+
+        def one(piece: audio_mod.PCM) -> Transcript:
+            nonlocal done
+            result = self.recognize_piece(piece, language)
+            if progress:
+                with done_lock:
+                    done += 1
+                    progress(done, len(pieces))
+            return result
+
+        futures = [self._pool.submit(one, piece) for piece in pieces]
+        parts = _gather(futures, pieces)
+        texts = [p.text for p in parts if p.text]
+        known = [p.alternatives[0].confidence for p in parts if p.alternatives]
+        confidence = (sum(known) / len(known)) if known and None not in known else None  # type: ignore[operator]
+        if not texts:
+            return Transcript((), language)
+        return Transcript((Alternative(" ".join(texts), confidence),), language)
+
+    @property
+    def model_refused_for(self) -> Set[str]:
+        return set(self._no_model)
+
+
+def _gather(futures: List["Future[Transcript]"],
+            pieces: Optional[List[audio_mod.PCM]] = None) -> List[Transcript]:
+    """Results in order; on the first failure cancel what has not started and raise it."""
+    finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    for index, future in enumerate(futures):
+        if future.done() and not future.cancelled() and future.exception() is not None:
+            for other in futures:
+                other.cancel()
+            exc = future.exception()
+            if pieces is None or not isinstance(exc, GoogleSTTError):
+                raise exc  # type: ignore[misc]
+            start = sum(p.duration for p in pieces[:index])
+            raise _with_prefix(exc, f"part {index + 1} of {len(pieces)} "
+                                    f"({start:.0f}-{start + pieces[index].duration:.0f} s) failed: ")
+    return [f.result() for f in futures]
+
+
+def _with_prefix(exc: GoogleSTTError, prefix: str) -> GoogleSTTError:
+    if isinstance(exc, APIError):
+        new: GoogleSTTError = type(exc)(prefix + str(exc), status=exc.status, reason=exc.reason,
+                                        google_message=exc.google_message, retry_after=exc.retry_after)
+    else:
+        new = type(exc)(prefix + str(exc))
+    new.__cause__ = exc
+    return new
+
+
+def _score(transcript: Transcript) -> float:
+    if not transcript.alternatives:
+        return -1.0
+    confidence = transcript.alternatives[0].confidence
+    return 0.5 if confidence is None else confidence
+
+
+def _match(reported: Optional[str], language: str, alternatives: Sequence[str]) -> Optional[str]:
+    """Google echoes the detected tag lower-cased ("pt-pt"); give back the tag we sent."""
+    candidates: Dict[str, str] = {tag.lower(): tag for tag in [language, *alternatives]}
+    if reported is None:
+        return language
+    return candidates.get(reported.lower(), reported)

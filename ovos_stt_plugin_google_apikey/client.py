@@ -4,12 +4,16 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import threading
 import time
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Dict, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import errors
 from .settings import Settings
@@ -28,6 +32,49 @@ READ_CHUNK = 64 * 1024
 DEFAULT_POOL_SIZE = 10
 
 
+# --- A hard deadline. Socket timeouts bound each read, not a whole answer: a server that
+# trickles one byte a second would never time out. So each attempt arms a timer that shuts
+# the attempt's socket down at the deadline; the blocked read then fails at once.
+_ACTIVE: Dict[int, Any] = {}      # thread id -> the connection that thread is using
+
+
+class _Watched:
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        _ACTIVE[threading.get_ident()] = self
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Watched, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _abort(thread_id: int) -> None:
+    sock = getattr(_ACTIVE.get(thread_id), "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class SpeechClient:
     """Sends speech:recognize requests. Thread-safe: share one per engine.
 
@@ -41,7 +88,11 @@ class SpeechClient:
         # Google sets no cookies we need; a shared jar would be mutable state across threads.
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._session.trust_env = True          # honour HTTPS_PROXY / NO_PROXY as users expect
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        # pool_block: more concurrent callers than connections wait for a free one instead of
+        # opening (and then discarding) extra TLS connections to Google.
+        self.pool_size = pool_size
+        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0,
+                                   pool_block=True)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._session.headers.update({
@@ -91,6 +142,9 @@ class SpeechClient:
         if remaining <= 0:
             return errors.DeadlineError(
                 f"no answer from Google within the {self.settings.timeout:g} s timeout")
+        watchdog = threading.Timer(remaining, _abort, (threading.get_ident(),))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             with self._session.post(self.url, data=payload, stream=True,
                                     timeout=(min(CONNECT_TIMEOUT, remaining), remaining)) as resp:
@@ -98,13 +152,16 @@ class SpeechClient:
                 status, retry_after = resp.status_code, resp.headers.get("Retry-After")
         except errors.DeadlineError as exc:
             return exc
-        except requests.Timeout as exc:
-            return errors.DeadlineError(
-                f"no answer from Google within the {self.settings.timeout:g} s timeout "
-                f"({type(exc).__name__})")
         except requests.RequestException as exc:
+            if isinstance(exc, requests.Timeout) or time.monotonic() >= deadline:
+                return errors.DeadlineError(
+                    f"no answer from Google within the {self.settings.timeout:g} s timeout "
+                    f"({type(exc).__name__})")
             return errors.UnavailableError(
                 f"cannot reach {self.settings.endpoint}: {_describe(exc)}")
+        finally:
+            watchdog.cancel()
+            _ACTIVE.pop(threading.get_ident(), None)
         try:
             data = json.loads(content)
         except ValueError:

@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated OVOS configuration, the fake Google, engines built by OVOS."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports ovos_config: never read the developer's own mycroft.conf, never
+# pick up a real key from the environment.
+_XDG = tempfile.mkdtemp(prefix="google-stt-tests-")
+os.environ["XDG_CONFIG_HOME"] = _XDG
+for _name in ("GOOGLE_STT_API_KEY", "STT_PW"):
+    os.environ.pop(_name, None)
+
+import pytest  # noqa: E402
+
+from fake_google import FakeGoogle  # noqa: E402
+
+PLUGIN_ID = "ovos-stt-plugin-google-apikey"
+KEY = "test-key"
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    with FakeGoogle() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_server):
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
+
+
+def mycroft_conf(section: dict, lang: str = "en-US") -> dict:
+    """A mycroft.conf-shaped dict selecting this plugin."""
+    return {"lang": lang, "stt": {"module": PLUGIN_ID, PLUGIN_ID: section}}
+
+
+@pytest.fixture
+def make_engine(fake):
+    """Build engines the way OVOS does: OVOSSTTFactory.create(mycroft.conf dict)."""
+    from ovos_plugin_manager.stt import OVOSSTTFactory
+    built = []
+
+    def make(**section):
+        section.setdefault("key", KEY)
+        section.setdefault("endpoint", fake.endpoint)
+        section.setdefault("timeout", 5)
+        engine = OVOSSTTFactory.create(mycroft_conf(section))
+        built.append(engine)
+        return engine
+
+    yield make
+    for engine in built:
+        engine.shutdown()

@@ -38,7 +38,7 @@ class Recognizer:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)   # running parts end by their deadline
         self.client.close()
 
     def recognize(self, pcm: audio_mod.PCM, languages: Sequence[str],

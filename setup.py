@@ -40,7 +40,7 @@ setup(
     extras_require={
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
-        "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8"],
+        "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1"],
     },
     entry_points={
         "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],

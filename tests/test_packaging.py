@@ -1,0 +1,59 @@
+"""The built sdist and wheel: a fresh virtual environment with only the wheel gets a working plugin."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import KEY, PLUGIN_ID, mycroft_conf
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.compat
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+                   check=True, capture_output=True, timeout=600)
+    return out
+
+
+def test_sdist_and_wheel_carry_the_package_data(dist):
+    wheel = next(dist.glob("*.whl"))
+    sdist = next(dist.glob("*.tar.gz"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ovos_stt_plugin_google_apikey/data/languages.txt" in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    for group in ("[opm.stt]", "[opm.stt.config]", "[mycroft.plugin.stt]", "[console_scripts]"):
+        assert group in entry_points
+    members = tarfile.open(sdist).getnames()
+    assert any(m.endswith("ovos_stt_plugin_google_apikey/data/languages.txt") for m in members)
+    assert any(m.endswith("/LICENSE") for m in members)
+
+
+def test_wheel_in_a_fresh_venv_works_through_ovos(dist, fake, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    wheel = next(dist.glob("*.whl"))
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True,
+                   capture_output=True, timeout=900)
+    conf = mycroft_conf({"key": KEY, "endpoint": fake.endpoint})
+    code = ("import json, sys, math, struct\n"
+            "from ovos_plugin_manager.stt import OVOSSTTFactory\n"
+            "from ovos_plugin_manager.utils.audio import AudioData\n"
+            "pcm = b''.join(struct.pack('<h', int(9000 * math.sin(i / 5))) for i in range(16000))\n"
+            "engine = OVOSSTTFactory.create(json.loads(sys.argv[1]))\n"
+            "print('TEXT', engine.execute(AudioData(pcm, 16000, 2)), len(engine.available_languages))\n")
+    out = subprocess.run([str(python), "-c", code, json.dumps(conf)], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env={"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert "TEXT audio 1.00 seconds at 16000 hertz 140" in out.stdout, out.stderr[-2000:]
+    assert (env_dir / "bin" / "ovos-google-stt").exists()
+    assert PLUGIN_ID in fake.requests[-1].headers["User-Agent"]

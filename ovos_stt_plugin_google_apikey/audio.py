@@ -111,7 +111,7 @@ def from_wav(data: bytes) -> PCM:
         with wave.open(io.BytesIO(data)) as wav:
             rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
             frames = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError, ValueError, OverflowError, MemoryError) as exc:
+    except (wave.Error, EOFError, ValueError, OverflowError, MemoryError, RuntimeError) as exc:
         raise AudioError(f"not a readable PCM WAV file: {exc}") from exc
     if width == 1:
         frames = audioop.bias(frames, 1, -128)   # 8-bit WAV is unsigned; we keep signed PCM

@@ -5,7 +5,6 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ovos_plugin_manager.templates.stt import STT
 from ovos_utils import classproperty
-from ovos_utils.log import LOG
 
 from . import audio as audio_mod
 from .errors import ConfigError

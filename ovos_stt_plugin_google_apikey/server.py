@@ -1,41 +1,43 @@
-"""The companion HTTP server: the ovos-stt-http-server routes in front of an engine."""
+"""The companion HTTP server: ovos-stt-http-server's routes in front of a GoogleAPIKeySTT."""
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import logging
+import math
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Tuple
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from . import audio as audio_mod
 from . import errors
-from .settings import LOOPBACK_HOSTS
+from .languages import to_google
 from .version import __version__
 
 LOG = logging.getLogger(__name__)
 
-PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.py's, without importing OPM here
+PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without importing OPM here
 NO_KEY = "no Google API key configured: set GOOGLE_STT_API_KEY"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-# A BCP-47-ish tag (en-US, cmn-Hans-CN, pt_BR) or "auto"; anything else is refused with 400.
-LANG_PATTERN = re.compile(r"auto|[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4}")
+FILE_MAGIC = (b"RIFF", b"fLaC", b"OggS")       # a file header wins over sample_rate/sample_width
+# A BCP-47-like tag (en-US, cmn-Hans-CN, pt_BR) or "auto"; anything else is a 400.
+LANG_TAG = re.compile(r"auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 MAX_LANG_CHARS = 35
-MULTIPART = "multipart/form-data"
-
-Work = Callable[[Request, Dict[str, Any]], Awaitable[Response]]
 
 
 class Refusal(Exception):
@@ -44,7 +46,7 @@ class Refusal(Exception):
     def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status = status
-        self.message = " ".join(message.split())          # one line, whatever Google said
+        self.message = " ".join(message.split())      # one line, whatever Google's text held
         self.headers = headers or {}
 
 
@@ -54,7 +56,7 @@ class _Gate:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.busy = 0
-        self._lock = threading.Lock()    # left from worker threads (future done-callbacks)
+        self._lock = threading.Lock()      # released from worker threads too (done-callbacks)
 
     def enter(self) -> bool:
         with self._lock:
@@ -63,17 +65,43 @@ class _Gate:
             self.busy += 1
             return True
 
-    def leave(self, *_: Any) -> None:
+    def leave(self, _: Any = None) -> None:
         with self._lock:
             self.busy -= 1
 
 
+class _Job:
+    """One admitted request: its size-limited Request, what it carried, its engine call."""
+
+    def __init__(self, request: Request, executor: ThreadPoolExecutor) -> None:
+        self.request = request
+        self.seconds: Optional[float] = None
+        self.lang: Optional[str] = None
+        self._executor = executor
+        self._future: Optional[Future] = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking engine call on the pool and await it."""
+        self._future = self._executor.submit(fn, *args)
+        return await asyncio.wrap_future(self._future)
+
+    def release(self, gate: _Gate) -> None:
+        # The slot is held until the engine thread ends, even if the client went away first,
+        # so the pool's queue can never grow past workers + queue.
+        if self._future is None:
+            gate.leave()
+        else:
+            self._future.add_done_callback(gate.leave)
+
+
 def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFAULT_MAX_BODY,
                workers: int = 8, queue: int = 16, default_lang: Optional[str] = None) -> FastAPI:
-    """The ASGI app. ``engine`` is a built GoogleAPIKeySTT, or None when no key is configured
-    (the STT routes then answer 503). Raises ValueError for a non-positive limit."""
+    """The ASGI app. ``engine`` is a GoogleAPIKeySTT, or None when no key is configured (the
+    STT routes then answer 503). Raises ValueError for a bad limit or default_lang."""
     if max_body < 1 or workers < 1 or queue < 0:
-        raise ValueError("max_body and workers must be positive, queue not negative")
+        raise ValueError("max_body and workers must be at least 1, queue at least 0")
+    if default_lang is not None and not LANG_TAG.fullmatch(default_lang):
+        raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
     gate = _Gate(workers + queue)
     expected = f"Bearer {token}".encode("utf-8") if token else None
@@ -87,51 +115,248 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.token_required = expected is not None
 
-    async def call(fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking engine call on the pool; the request keeps its slot until it ends."""
-        future = executor.submit(fn, *args)
-        gate.leave_on = future.add_done_callback(gate.leave)   # slot freed with the thread
-        return await asyncio.wrap_future(future)
-
-    async def answer(request: Request, json_errors: bool, work: Work) -> Response:
-        started, info = time.monotonic(), {"seconds": None, "lang": None}
-        status, why, admitted, handed_off = 500, "", False, False
+    async def answer(request: Request, work: Callable[[_Job], Awaitable[Response]],
+                     json_errors: bool) -> Response:
+        started, job = time.monotonic(), None
         try:
+            # Everything that can refuse without the body does so before reading a byte.
             presented = request.headers.get("authorization", "").encode("utf-8", "replace")
             if expected is not None and not hmac.compare_digest(presented, expected):
                 raise Refusal(401, "missing or wrong 'Authorization: Bearer <token>' header",
                               {"WWW-Authenticate": "Bearer"})
             if engine is None:
                 raise Refusal(503, NO_KEY)
-            if not gate.enter():
-                raise Refusal(503, "the server is busy; try again", {"Retry-After": "1"})
-            admitted = True
             length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > max_body:
-                raise Refusal(413, f"the body is {length} bytes; this server takes at most {max_body}")
-            limited = Request(request.scope, _limit(request.receive, max_body))
-            info["call"] = lambda fn, *args: call(fn, *args)
-            handed_off = True                           # from here `call` owns the slot
-            response = await work(limited, info)
-            status = response.status_code
-            return response
-        except Refusal as refusal:
-            status, why = refusal.status, refusal.message
-        except _TooLarge:
-            status, why = 413, f"the body is over {max_body} bytes, the most this server takes"
-        except Exception as exc:                                # noqa: BLE001 - mapped below
+            if length.isascii() and length.isdigit() and int(length) > max_body:
+                raise _too_large(max_body)
+            if not gate.enter():
+                raise Refusal(503, "the server is busy; try again shortly", {"Retry-After": "1"})
+            job = _Job(Request(request.scope, _limited(request.receive, max_body)), executor)
+            response = await work(job)
+        except Exception as exc:                   # noqa: BLE001 - every outcome is mapped here
             refusal = _refusal_for(exc)
             if refusal is None:
-                LOG.exception("internal error on %s", request.url.path)
-                status, why = 500, "internal error"
-            else:
-                status, why = refusal.status, refusal.message
-                headers = refusal.headers
+                LOG.exception("internal error on %s %s", request.method, request.url.path)
+                refusal = Refusal(500, "internal error")
+            response = _error_response(refusal, json_errors)
+            _log(request, job, refusal.status, started, refusal.message)
+        else:
+            _log(request, job, response.status_code, started, "")
         finally:
-            if admitted and not info.get("submitted") and handed_off is False:
-                gate.leave()
-            _log(request, info, status, why, started)
-        headers = locals().get("headers") or {}
-        return _error(status, why, headers, json_errors)
+            if job is not None:
+                job.release(gate)
+        return response
+
+    async def stt_route(job: _Job) -> Response:
+        pcm, lang = await _read_audio(job.request, default_lang)
+        job.seconds, job.lang = pcm.duration, engine.google_language(lang)
+        transcript = await job.run(engine.recognize, pcm, lang)
+        return PlainTextResponse(transcript.text)    # "" is "no speech", as OVOS expects
+
+    async def stt_json_route(job: _Job) -> Response:
+        pcm, lang = _read_json_audio(await job.request.body(), default_lang)
+        job.seconds, job.lang = pcm.duration, engine.google_language(lang)
+        transcript = await job.run(engine.recognize, pcm, lang)
+        if transcript.language:                 # what Google heard (it matters for "auto")
+            job.lang = to_google(transcript.language)
+        return JSONResponse({"text": transcript.text, "lang": job.lang})
+
+    async def lang_detect_route(job: _Job) -> Response:
+        valid = [_lang(v.strip()) for v in job.request.query_params.get("valid_langs", "").split(",")]
+        valid = [v for v in valid if v]
+        if not valid:
+            raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
+        if len(valid) == 1:                         # nothing to choose from, as the launcher does
+            job.lang = valid[0]
+            return JSONResponse({"lang": valid[0], "conf": 1.0})
+        pcm, _ = await _read_audio(job.request, default_lang)
+        job.seconds = pcm.duration
+        lang, conf = await job.run(engine.detect_language, pcm, valid)
+        job.lang = lang
+        return JSONResponse({"lang": lang, "conf": conf})
+
+    @app.post("/stt", response_class=PlainTextResponse)
+    async def stt(request: Request) -> Response:
+        return await answer(request, stt_route, json_errors=False)
+
+    @app.post("/stt/json")
+    async def stt_json(request: Request) -> Response:
+        return await answer(request, stt_json_route, json_errors=True)
+
+    @app.post("/lang_detect")
+    async def lang_detect(request: Request) -> Response:
+        return await answer(request, lang_detect_route, json_errors=True)
+
+    @app.get("/status")
+    async def status() -> Dict[str, Any]:
+        return {"status": "ok", "plugin": PLUGIN_ID, "lang_plugin": None, "gradio": False,
+                "key_configured": engine is not None, "version": __version__,
+                "busy": gate.busy, "capacity": gate.capacity}
+
+    @app.get("/", response_class=PlainTextResponse)
+    async def root() -> str:
+        return "ok"
 
     return app
+
+
+def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> uvicorn.Server:
+    """A uvicorn server for ``app`` (without access log: the app logs each request itself)."""
+    if not _is_loopback(host) and not getattr(app.state, "token_required", False):
+        LOG.warning("listening on %s without a token: anyone who can reach port %d can spend "
+                    "your Google quota; set GOOGLE_STT_SERVER_TOKEN or --token-file", host, port)
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
+                            server_header=False)
+    return uvicorn.Server(config)
+
+
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> None:
+    """Serve ``app`` until interrupted."""
+    make_server(app, host, port).run()
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses with 413 as soon as the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def receive_limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+        return message
+
+    return receive_limited
+
+
+async def _read_audio(request: Request, default_lang: Optional[str]) -> Tuple[audio_mod.PCM, Optional[str]]:
+    """The audio and language of /stt or /lang_detect: a file, raw PCM or a multipart upload."""
+    lang = request.query_params.get("lang")
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        data, form_lang = await _read_form(request)
+        lang = form_lang or lang
+    else:
+        data = await request.body()
+    params = request.query_params
+    return _decode(data, params.get("sample_rate"), params.get("sample_width")), _lang(lang) or default_lang
+
+
+async def _read_form(request: Request) -> Tuple[bytes, Optional[str]]:
+    """The 'audio' file and 'lang' field of a multipart upload (what curl -F sends)."""
+    try:
+        form = await request.form()
+    except HTTPException as exc:                 # Starlette's own 400 for a malformed body
+        raise Refusal(400, f"malformed multipart body: {exc.detail}") from exc
+    try:
+        upload, lang = form.get("audio"), form.get("lang")
+        if not isinstance(upload, UploadFile):
+            raise Refusal(400, "a multipart upload needs the audio file in the field 'audio'")
+        if lang is not None and not isinstance(lang, str):
+            raise Refusal(400, "the multipart field 'lang' must be text, e.g. en-US")
+        return await upload.read(), lang
+    finally:
+        await form.close()
+
+
+def _read_json_audio(body: bytes, default_lang: Optional[str]) -> Tuple[audio_mod.PCM, Optional[str]]:
+    """The audio and language of a /stt/json body."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # ValueError: also bad UTF-8
+        raise Refusal(400, f"the body must be a JSON object: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("audio_b64"), str):
+        raise Refusal(400, "the body must be a JSON object with 'audio_b64' (base64 audio)")
+    try:
+        data = base64.b64decode(payload["audio_b64"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Refusal(400, f"'audio_b64' is not valid base64: {exc}") from exc
+    lang = payload.get("lang")
+    if lang is not None and not isinstance(lang, str):
+        raise Refusal(400, "'lang' must be a language tag such as en-US")
+    pcm = _decode(data, payload.get("sample_rate"), payload.get("sample_width"))
+    return pcm, _lang(lang) or default_lang
+
+
+def _decode(data: bytes, rate: Any, width: Any) -> audio_mod.PCM:
+    """A WAV/FLAC/Ogg file by its header, else raw PCM (16000 Hz, 2 bytes unless given).
+
+    Raises Refusal(400) for a bad parameter; AudioError for audio that does not decode.
+    """
+    sample_rate, sample_width = _whole(rate, "sample_rate"), _whole(width, "sample_width")
+    if data[:4] in FILE_MAGIC or (sample_rate is None and sample_width is None):
+        pcm = audio_mod.from_bytes(data)
+    else:
+        pcm = audio_mod.from_raw(data, sample_rate or audio_mod.RAW_RATE,
+                                 sample_width or audio_mod.RAW_WIDTH)
+    if not pcm.data:
+        raise Refusal(400, "the request carries no audio")
+    return pcm
+
+
+def _whole(value: Any, name: str) -> Optional[int]:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+        return int(value)
+    raise Refusal(400, f"'{name}' must be a whole number; got {str(value)[:20]!r}")
+
+
+def _lang(value: Optional[str]) -> Optional[str]:
+    """A language tag as given, None when absent. Raises Refusal(400) for anything else."""
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_LANG_CHARS or not LANG_TAG.fullmatch(value):
+        raise Refusal(400, f"'lang' must be a language tag such as en-US; got {value[:40]!r}")
+    return value
+
+
+def _too_large(limit: int) -> Refusal:
+    # Connection: close, or uvicorn would go on reading (and dropping) the rest of the upload.
+    return Refusal(413, f"the body is larger than {limit} bytes, the most this server takes",
+                   {"Connection": "close"})
+
+
+def _refusal_for(exc: Exception) -> Optional[Refusal]:
+    """The answer for an exception; None for an unexpected one (a 500)."""
+    if isinstance(exc, Refusal):
+        return exc
+    if isinstance(exc, ClientDisconnect):
+        return Refusal(400, "the client went away before the body was sent")
+    if isinstance(exc, errors.AudioError):
+        return Refusal(400, str(exc))
+    if isinstance(exc, NotImplementedError):
+        return Refusal(501, f"language detection is not available: {exc}")
+    if isinstance(exc, errors.DeadlineError):
+        return Refusal(504, str(exc))
+    if isinstance(exc, (errors.UnavailableError, errors.QuotaError)):
+        wait = exc.retry_after
+        return Refusal(503, str(exc), {"Retry-After": str(math.ceil(wait))} if wait is not None else {})
+    if isinstance(exc, errors.APIError):           # credentials, request rejected
+        return Refusal(502, str(exc))
+    return None
+
+
+def _error_response(refusal: Refusal, json_errors: bool) -> Response:
+    if json_errors:
+        return JSONResponse({"error": refusal.message}, refusal.status, refusal.headers)
+    return PlainTextResponse(refusal.message + "\n", refusal.status, refusal.headers)
+
+
+def _log(request: Request, job: Optional[_Job], status: int, started: float, why: str) -> None:
+    seconds = f"{job.seconds:.2f}s" if job is not None and job.seconds is not None else "-"
+    lang = job.lang if job is not None and job.lang else "-"
+    LOG.info("%s %s audio=%s lang=%s status=%d %dms%s", request.method, request.url.path, seconds,
+             lang, status, (time.monotonic() - started) * 1000, f" ({why})" if why else "")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

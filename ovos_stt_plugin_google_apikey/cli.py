@@ -1,0 +1,171 @@
+"""The ``ovos-google-stt`` command: ``serve`` (the HTTP server)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+from .errors import ConfigError
+from .settings import KEY_ENV_VARS, Settings
+
+LOG = logging.getLogger("ovos_stt_plugin_google_apikey.cli")
+
+TOKEN_ENV = "GOOGLE_STT_SERVER_TOKEN"
+DEFAULT_PORT = 9090
+EXIT_CONFIG = 2          # argparse's own status for a usage error
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run a subcommand; the exit status (0 ok, 2 bad configuration or usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"ovos-google-stt: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; each subcommand adds itself and sets ``func``."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS, so "-v" works before or after the subcommand without one clobbering the other.
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log at DEBUG level")
+    parser = argparse.ArgumentParser(prog="ovos-google-stt", parents=[common],
+                                     description="Google Cloud Speech-to-Text with an API key, "
+                                                 "for OpenVoiceOS")
+    parser.set_defaults(verbose=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands, common)
+    return parser
+
+
+def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve the ovos-stt-http-server routes (/stt, /lang_detect)",
+        description=f"The API key is read from {' or '.join(KEY_ENV_VARS)} or the config, "
+                    "never from the command line.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_positive, default=os.environ.get("PORT", DEFAULT_PORT),
+                       help=f"port (default: $PORT or {DEFAULT_PORT})")
+    serve.add_argument("--lang", default=os.environ.get("STT_LANG") or None,
+                       help="language when a request names none (default: $STT_LANG, else the "
+                            "plugin's or OVOS's)")
+    serve.add_argument("--token-file", help="file holding the bearer token clients must send "
+                                            f"(default: ${TOKEN_ENV}; none: no token needed)")
+    serve.add_argument("--workers", type=_positive, default=8,
+                       help="Google requests in parallel (default: 8)")
+    serve.add_argument("--queue", type=_natural, default=16,
+                       help="requests waiting beyond those; more get 503 (default: 16)")
+    serve.add_argument("--max-body", type=_positive, default=10 * 1024 * 1024, metavar="BYTES",
+                       help="largest request body (default: 10 MiB)")
+    serve.add_argument("--config", metavar="FILE",
+                       help="JSON file with the plugin's settings (default: its mycroft.conf section)")
+    serve.add_argument("--endpoint", help="override the 'endpoint' setting")
+    serve.add_argument("--model", help="override the 'model' setting")
+    serve.add_argument("--timeout", type=float, help="override the 'timeout' setting (seconds)")
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from . import server
+    except ImportError as exc:
+        print(f"ovos-google-stt: the server needs its extra ({exc.name} is missing): "
+              "pip install 'ovos-stt-plugin-google-apikey[server]'", file=sys.stderr)
+        return EXIT_CONFIG
+    config = _plugin_config(args)
+    token = _token(args.token_file)
+    engine = _engine(config)
+    try:
+        app = server.create_app(engine, token=token, max_body=args.max_body,
+                                workers=args.workers, queue=args.queue, default_lang=args.lang)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        server.run(app, args.host, args.port)
+    finally:
+        if engine is not None:
+            engine.shutdown()
+    return 0
+
+
+def _plugin_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """The plugin's settings: --config or mycroft.conf, then the command-line overrides."""
+    if args.config:
+        config = _read_json(args.config)
+    else:
+        from .plugin import _ovos_section
+        config = _ovos_section()
+    overrides = {"endpoint": args.endpoint, "model": args.model, "timeout": args.timeout,
+                 "lang": args.lang}
+    config.update({name: value for name, value in overrides.items() if value is not None})
+    return config
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+    """A settings section, or a whole mycroft.conf holding one. Raises ConfigError."""
+    from .plugin import PLUGIN_ID
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read --config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a JSON object of the plugin's settings")
+    section = data.get("stt", {}).get(PLUGIN_ID) if isinstance(data.get("stt"), dict) else None
+    return dict(section) if isinstance(section, dict) else data
+
+
+def _token(path: Optional[str]) -> Optional[str]:
+    """The bearer token from --token-file or the environment; None when neither is set."""
+    if path is None:
+        return os.environ.get(TOKEN_ENV, "").strip() or None
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read --token-file {path}: {exc}") from exc
+    if not token:
+        raise ConfigError(f"--token-file {path} is empty")
+    return token
+
+
+def _engine(config: Dict[str, Any]) -> Any:
+    """The engine, or None (the server answers 503) when no key is configured.
+
+    Raises ConfigError for any other bad setting.
+    """
+    if not Settings.from_mapping(config).has_key:
+        LOG.error("no Google API key: set the environment variable %s (or 'key' in the plugin's "
+                  "config); until then /stt answers 503", KEY_ENV_VARS[0])
+        return None
+    from .plugin import GoogleAPIKeySTT
+    return GoogleAPIKeySTT(config)
+
+
+def _positive(text: str) -> int:
+    return _bounded(text, 1)
+
+
+def _natural(text: str) -> int:
+    return _bounded(text, 0)
+
+
+def _bounded(text: Any, low: int) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a whole number; got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}; got {value}")
+    return value
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The ``ovos-google-stt`` command: ``serve`` (the HTTP server)."""
+"""The ``ovos-google-stt`` command: ``serve``, ``transcribe`` and ``check``."""
 from __future__ import annotations
 
 import argparse
@@ -42,13 +42,26 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "for OpenVoiceOS")
     parser.set_defaults(verbose=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_serve(commands, common)
+    settings = argparse.ArgumentParser(add_help=False)
+    group = settings.add_argument_group(
+        "plugin settings", f"read from --config, else the plugin's mycroft.conf section; the key "
+                           f"from there or {' / '.join(KEY_ENV_VARS)}, never from the command line")
+    group.add_argument("--config", metavar="FILE",
+                       help="JSON file with the plugin's settings (or a whole mycroft.conf)")
+    group.add_argument("--endpoint", help="override the 'endpoint' setting")
+    group.add_argument("--model", help="override the 'model' setting")
+    group.add_argument("--timeout", type=float, help="override the 'timeout' setting (seconds)")
+    group.add_argument("--encoding", help="override the 'encoding' setting")
+    _add_serve(commands, common, settings)
+    _add_transcribe(commands, common, settings)
+    _add_check(commands, common, settings)
     return parser
 
 
-def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_serve(commands: Any, common: argparse.ArgumentParser,
+               settings: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
-        "serve", parents=[common], help="serve the ovos-stt-http-server routes (/stt, /lang_detect)",
+        "serve", parents=[common, settings], help="serve the ovos-stt-http-server routes (/stt, /lang_detect)",
         description=f"The API key is read from {' or '.join(KEY_ENV_VARS)} or the config, "
                     "never from the command line.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -65,12 +78,93 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
                        help="requests waiting beyond those; more get 503 (default: 16)")
     serve.add_argument("--max-body", type=_positive, default=10 * 1024 * 1024, metavar="BYTES",
                        help="largest request body (default: 10 MiB)")
-    serve.add_argument("--config", metavar="FILE",
-                       help="JSON file with the plugin's settings (default: its mycroft.conf section)")
-    serve.add_argument("--endpoint", help="override the 'endpoint' setting")
-    serve.add_argument("--model", help="override the 'model' setting")
-    serve.add_argument("--timeout", type=float, help="override the 'timeout' setting (seconds)")
     serve.set_defaults(func=_serve)
+
+
+def _add_transcribe(commands: Any, common: argparse.ArgumentParser,
+                    settings: argparse.ArgumentParser) -> None:
+    transcribe = commands.add_parser(
+        "transcribe", parents=[common, settings], help="transcribe audio files",
+        description="WAV files (FLAC and Ogg with the [flac] extra) of any length: audio over "
+                    "55 s is cut at quiet points and its parts recognised in parallel.")
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--lang", help="language (e.g. en-US, pt-BR, or auto); default: the "
+                                           "plugin's or OVOS's")
+    transcribe.add_argument("--json", action="store_true",
+                            help="print every alternative with its confidence as JSON lines")
+    transcribe.set_defaults(func=_transcribe)
+
+
+def _add_check(commands: Any, common: argparse.ArgumentParser,
+               settings: argparse.ArgumentParser) -> None:
+    check = commands.add_parser(
+        "check", parents=[common, settings], help="prove the configured key works",
+        description="Sends one tiny request (half a second of silence) and says what to fix "
+                    "if Google refuses it.")
+    check.add_argument("--lang", help=argparse.SUPPRESS)
+    check.set_defaults(func=_check)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from . import audio as audio_mod
+    from .errors import GoogleSTTError
+    engine = _require_engine(_plugin_config(args))
+    failed = 0
+    try:
+        for path in args.files:
+            def progress(done: int, total: int, path: str = path) -> None:
+                if total > 1:
+                    print(f"{path}: part {done} of {total} done", file=sys.stderr)
+            try:
+                with open(path, "rb") as f:
+                    pcm = audio_mod.from_bytes(f.read())
+                transcript = engine.recognize(pcm, args.lang, progress=progress)
+            except (OSError, GoogleSTTError) as exc:
+                print(f"{path}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            if args.json:
+                print(json.dumps({"file": path, "language": transcript.language,
+                                  "duration": round(pcm.duration, 3),
+                                  "alternatives": [{"text": a.text, "confidence": a.confidence}
+                                                   for a in transcript.alternatives]},
+                                 ensure_ascii=False))
+            else:
+                prefix = f"{path}: " if len(args.files) > 1 else ""
+                print(prefix + transcript.text)
+    finally:
+        engine.shutdown()
+    return 1 if failed else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import time
+    from .errors import APIError, UnavailableError
+    engine = _require_engine(_plugin_config(args))
+    started = time.monotonic()
+    try:
+        engine.recognize(bytes(16000), args.lang)          # 0.5 s of 16 kHz silence
+    except UnavailableError as exc:
+        print(f"FAILED: {exc}\nCheck the network, a proxy (HTTPS_PROXY) or 'endpoint' "
+              f"({engine.settings.endpoint}).", file=sys.stderr)
+        return 1
+    except APIError as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.shutdown()
+    print(f"OK: Google Speech-to-Text accepted the key ({engine.settings.endpoint}, "
+          f"language {engine.google_language(args.lang)}, "
+          f"{(time.monotonic() - started) * 1000:.0f} ms)")
+    return 0
+
+
+def _require_engine(config: Dict[str, Any]) -> Any:
+    engine = _engine(config)
+    if engine is None:
+        raise ConfigError(f"no Google API key: set the environment variable {KEY_ENV_VARS[0]} "
+                          "or 'key' in the plugin's config")
+    return engine
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -104,7 +198,10 @@ def _plugin_config(args: argparse.Namespace) -> Dict[str, Any]:
         from .plugin import _ovos_section
         config = _ovos_section()
     overrides = {"endpoint": args.endpoint, "model": args.model, "timeout": args.timeout,
-                 "lang": args.lang}
+                 "encoding": args.encoding}
+    lang = getattr(args, "lang", None)
+    if lang and lang != "auto":       # "auto" is a per-request choice, not a default language
+        overrides["lang"] = lang
     config.update({name: value for name, value in overrides.items() if value is not None})
     return config
 

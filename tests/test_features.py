@@ -40,20 +40,25 @@ def test_short_audio_is_one_request(make_engine, fake):
     assert len(fake.requests) == 1
 
 
-def test_long_audio_is_transcribed_in_parallel_parts_in_order(make_engine, fake):
+def counting(seconds, answer):
+    """A fake recognizer that takes `seconds` and records the peak number of requests in flight."""
     active, peak, lock = [0], [0], threading.Lock()
 
     def recognizer(req, audio):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.3)
+        time.sleep(seconds)
         with lock:
             active[0] -= 1
-        return {"results": [{"alternatives": [{"transcript": f"part of {audio.duration:.0f} seconds",
-                                               "confidence": 0.9}]}]}
+        return answer(audio)
 
-    fake.recognizer = recognizer
+    return recognizer, peak
+
+
+def test_long_audio_is_transcribed_in_parallel_parts_in_order(make_engine, fake):
+    fake.recognizer, peak = counting(0.3, lambda audio: {"results": [{"alternatives": [
+        {"transcript": f"part of {audio.duration:.0f} seconds", "confidence": 0.9}]}]})
     engine = make_engine(max_workers=4)
     progress = []
     transcript = engine.recognize(speech_with_gaps(200, gaps_at=(50.0, 100.0, 150.0)),
@@ -66,18 +71,7 @@ def test_long_audio_is_transcribed_in_parallel_parts_in_order(make_engine, fake)
 
 
 def test_workers_bound_concurrency(make_engine, fake):
-    active, peak, lock = [0], [0], threading.Lock()
-
-    def recognizer(req, audio):
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.2)
-        with lock:
-            active[0] -= 1
-        return {"results": [{"alternatives": [{"transcript": "x"}]}]}
-
-    fake.recognizer = recognizer
+    fake.recognizer, peak = counting(0.2, lambda audio: {"results": [{"alternatives": [{"transcript": "x"}]}]})
     make_engine(max_workers=2).execute(tone(240.0))
     assert len(fake.requests) == 5 and peak[0] == 2
 

@@ -68,7 +68,11 @@ def from_audio(audio: Any) -> PCM:
     frames = getattr(audio, "frame_data", None)
     if isinstance(frames, (bytes, bytearray)):
         # AudioData (either class) holds mono, signed, little-endian frames.
-        return PCM(bytes(frames), int(audio.sample_rate), int(audio.sample_width))
+        try:
+            rate, width = int(audio.sample_rate), int(audio.sample_width)
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:  # None, "abc", NaN, inf
+            raise AudioError(f"the audio's sample_rate/sample_width are not whole numbers: {exc}") from exc
+        return PCM(bytes(frames), rate, width)
     raise AudioError(f"cannot read audio from {type(audio).__name__}: expected AudioData, "
                      "WAV bytes or raw 16 kHz 16-bit mono PCM")
 

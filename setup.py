@@ -5,8 +5,14 @@ from setuptools import setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"
-PLUGIN = f"{PLUGIN_ID} = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTT"
-CONFIG = f"{PLUGIN_ID}.config = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTTConfig"
+PLUGINS = [
+    f"{PLUGIN_ID} = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTT",
+    f"{PLUGIN_ID}-streaming = ovos_stt_plugin_google_apikey.streaming:GoogleAPIKeyStreamingSTT",
+]
+CONFIGS = [
+    f"{PLUGIN_ID}.config = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTTConfig",
+    f"{PLUGIN_ID}-streaming.config = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTTConfig",
+]
 
 
 def version() -> str:
@@ -40,15 +46,16 @@ setup(
     extras_require={
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
-        "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1"],
+        "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
+                 "schemathesis>=4,<5"],
     },
     entry_points={
         "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],
-        "opm.stt": [PLUGIN],
-        "opm.stt.config": [CONFIG],
+        "opm.stt": PLUGINS,
+        "opm.stt.config": CONFIGS,
         # OPM 0.x (the released ovos-stt-server launcher) reads only the old groups.
-        "mycroft.plugin.stt": [PLUGIN],
-        "mycroft.plugin.stt.config": [CONFIG],
+        "mycroft.plugin.stt": PLUGINS,
+        "mycroft.plugin.stt.config": CONFIGS,
     },
     classifiers=[
         "Development Status :: 4 - Beta",

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -142,25 +142,66 @@ class SpeechClient:
         if remaining <= 0:
             return errors.DeadlineError(
                 f"no answer from Google within the {self.settings.timeout:g} s timeout")
-        watchdog = threading.Timer(remaining, _abort, (threading.get_ident(),))
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = _watchdog(remaining)
         try:
-            with self._session.post(self.url, data=payload, stream=True,
-                                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining)) as resp:
-                content = _read(resp, deadline)
+            return self._exchange(payload, lambda: deadline, remaining)
+        finally:
+            watchdog.cancel()
+
+    def recognize_streaming(self, parts: Iterable[bytes]) -> Dict[str, Any]:
+        """POST a body that is still being made (chunked transfer encoding), e.g. while the
+        user speaks. The ``timeout`` starts when ``parts`` is exhausted. One attempt: the
+        caller keeps the audio and falls back on ``recognize``.
+
+        Returns Google's 200 JSON; raises an APIError subclass. An exception raised by
+        ``parts`` itself propagates unchanged (the request is abandoned).
+        """
+        deadline = [float("inf")]
+        watchdog: List[threading.Timer] = []
+
+        def body() -> Iterator[bytes]:
+            yield from parts
+            deadline[0] = time.monotonic() + self.settings.timeout
+            watchdog.append(_watchdog(self.settings.timeout))
+
+        try:
+            result = self._exchange(body(), lambda: deadline[0], self.settings.timeout)
+        finally:
+            for timer in watchdog:
+                timer.cancel()
+        if isinstance(result, errors.APIError):
+            raise result
+        return result
+
+    def warm(self) -> None:
+        """Open a pooled connection to the endpoint (DNS, TCP, TLS) without a recognition.
+
+        A keyless HEAD of the endpoint's root: Google answers 404 at no cost. Failures are
+        only logged; the recognition that follows reports them properly.
+        """
+        try:
+            self._session.head(self.settings.endpoint + "/", headers={API_KEY_HEADER: None},
+                               timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT)).close()
+        except requests.RequestException as exc:
+            LOG.debug("warming the connection to %s failed: %s", self.settings.endpoint, exc)
+
+    def _exchange(self, data: Any, deadline: Callable[[], float], read_timeout: float) -> Any:
+        """Send, read within ``deadline()``, and map the answer: a dict or an APIError."""
+        try:
+            with self._session.post(self.url, data=data, stream=True,
+                                    timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout)) as resp:
+                content = _read(resp, deadline())
                 status, retry_after = resp.status_code, resp.headers.get("Retry-After")
         except errors.DeadlineError as exc:
             return exc
         except requests.RequestException as exc:
-            if isinstance(exc, requests.Timeout) or time.monotonic() >= deadline:
+            if isinstance(exc, requests.Timeout) or time.monotonic() >= deadline():
                 return errors.DeadlineError(
                     f"no answer from Google within the {self.settings.timeout:g} s timeout "
                     f"({type(exc).__name__})")
             return errors.UnavailableError(
                 f"cannot reach {self.settings.endpoint}: {_describe(exc)}")
         finally:
-            watchdog.cancel()
             _ACTIVE.pop(threading.get_ident(), None)
         try:
             data = json.loads(content)
@@ -171,11 +212,19 @@ class SpeechClient:
                 return data
             return errors.UnavailableError(
                 f"Google answered 200 with a body that is not JSON ({len(content)} bytes); "
-                "a proxy or captive portal may be in the way")
+                "a proxy or captive portal may be in the way", status=200)
         error = parse_error(status, data, self.settings.key)
         if retry_after is not None and parse_duration(retry_after) is not None:
             error.retry_after = parse_duration(retry_after)
         return error
+
+
+def _watchdog(seconds: float) -> threading.Timer:
+    """Shut this thread's HTTP connection down in ``seconds`` unless cancelled first."""
+    timer = threading.Timer(seconds, _abort, (threading.get_ident(),))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _read(resp: requests.Response, deadline: float) -> bytes:

@@ -32,14 +32,16 @@ def _quiet_second_registration(*plugin_ids: str) -> None:
         warned.extend(pid for pid in plugin_ids if pid not in warned)
 
 
-_quiet_second_registration(PLUGIN_ID)
+_quiet_second_registration(PLUGIN_ID, PLUGIN_ID + "-streaming")
 
 
-def _ovos_section() -> Dict[str, Any]:
-    """This plugin's section of mycroft.conf (OPM 2.x no longer passes it in by itself)."""
+def _ovos_section(*plugin_ids: str) -> Dict[str, Any]:
+    """The first of these sections of mycroft.conf that exists (OPM 2.x no longer passes the
+    plugin's section in by itself)."""
     from ovos_config import Configuration
     conf = Configuration()
-    section = dict(conf.get("stt", {}).get(PLUGIN_ID) or {})
+    stt = conf.get("stt", {})
+    section = dict(next((stt[pid] for pid in plugin_ids or (PLUGIN_ID,) if stt.get(pid)), {}))
     section.setdefault("lang", conf.get("stt", {}).get("lang") or conf.get("lang"))
     return section
 
@@ -51,9 +53,11 @@ class GoogleAPIKeySTT(STT):
     or an APIError subclass (see ``errors``); no speech is ``[]`` / ``""``, never an error.
     """
 
+    config_sections: Tuple[str, ...] = (PLUGIN_ID,)   # where to look in mycroft.conf
+
     def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
         if config is None:
-            config = _ovos_section()
+            config = _ovos_section(*self.config_sections)
         super().__init__(config)
         self.settings = Settings.from_mapping(self.config)
         if not self.settings.has_key:
@@ -77,17 +81,7 @@ class GoogleAPIKeySTT(STT):
 
     def transcribe(self, audio: Any, lang: Optional[str] = None) -> List[Tuple[str, float]]:
         """Every alternative as (text, confidence) in Google's order; [] when no speech."""
-        transcript = self.recognize(audio, lang)
-        result: List[Tuple[str, float]] = []
-        for alt in transcript.alternatives:
-            if alt.confidence is not None:
-                confidence = alt.confidence
-            else:
-                # Unknown: OVOS's own convention (STT.transcribe) is 1.0 for the answer; a
-                # lower-ranked guess must not outrank the one above it.
-                confidence = result[-1][1] if result else 1.0
-            result.append((alt.text, confidence))
-        return result
+        return as_tuples(self.recognize(audio, lang))
 
     def execute(self, audio: Any, language: Optional[str] = None) -> str:
         """The best transcript, or "" when no speech was heard."""
@@ -128,6 +122,20 @@ class GoogleAPIKeySTT(STT):
 
     def shutdown(self) -> None:
         self.recognizer.close()
+
+
+def as_tuples(transcript: Transcript) -> List[Tuple[str, float]]:
+    """OVOS's (text, confidence) list. Google gives no confidence for lower-ranked guesses:
+    the top one then takes OVOS's own convention (1.0, as STT.transcribe does), and a lower
+    one the confidence above it, so it never outranks it."""
+    result: List[Tuple[str, float]] = []
+    for alt in transcript.alternatives:
+        if alt.confidence is not None:
+            confidence = alt.confidence
+        else:
+            confidence = result[-1][1] if result else 1.0
+        result.append((alt.text, confidence))
+    return result
 
 
 def _config_examples() -> Dict[str, List[Dict[str, Any]]]:

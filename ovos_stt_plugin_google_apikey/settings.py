@@ -22,7 +22,8 @@ MAX_PHRASES = 5000          # Google's adaptation limits
 MAX_PHRASE_CHARS = 100
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Keys that OVOS's get_plugin_config merges into every plugin's section; not ours, not errors.
-OVOS_MERGED_KEYS = frozenset({"module", "fallback_module", "lang", "verify_ssl"})
+OVOS_MERGED_KEYS = frozenset({"module", "fallback_module", "lang", "verify_ssl",
+                              "sample_rate", "sample_width"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Settings:
     encoding: str = "linear16"
     max_workers: int = 4
     auto_languages: Tuple[str, ...] = ()
+    progressive_upload: bool = True
 
     @property
     def has_key(self) -> bool:
@@ -79,6 +81,7 @@ class Settings:
             "encoding": _choice(config, "encoding", "linear16", ENCODINGS),
             "max_workers": int(_number(config, "max_workers", 4, 1, 16, integer=True)),
             "auto_languages": _strings(config, "auto_languages"),
+            "progressive_upload": _bool(config, "progressive_upload", True),
         }
         return cls(**values)
 

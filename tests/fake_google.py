@@ -452,6 +452,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
+    def do_HEAD(self) -> None:  # what a client warming its connection sends: a bodiless 404, kept alive
+        self.server.fake._record(self, urlsplit(self.path), b"", False, time.monotonic())
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def _route(self, url: SplitResult, too_large: bool) -> None:
         fake = self.server.fake
         if url.path != fake.prefix + RECOGNIZE_PATH:

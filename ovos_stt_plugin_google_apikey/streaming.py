@@ -1,0 +1,208 @@
+"""The streaming variant: uploads while the user speaks, so the transcript follows the end of
+speech by little more than Google's own recognition time.
+
+OVOS's listener calls ``stream_start`` at the wake word, ``stream_data`` for each microphone
+chunk and ``transcribe()`` (through ``stream_stop``) when the user stops speaking. At
+``stream_start`` a worker opens the ``speech:recognize`` POST with a chunked body: the JSON up
+to the audio content, then the base64 of each chunk as it arrives; the closing JSON goes out
+at ``stream_stop`` and only the answer is awaited. Whatever goes wrong, the buffered audio is
+transcribed by the ordinary path, so no utterance is lost.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import json
+import threading
+from queue import Queue
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+from ovos_plugin_manager.templates.stt import StreamingSTT, StreamThread
+
+from . import audio as audio_mod
+from .errors import APIError, UnavailableError
+from .plugin import PLUGIN_ID, GoogleAPIKeySTT, as_tuples
+from .recognizer import CHUNK_SECONDS
+from .wire import Transcript, build_recognize_body, parse_response
+
+LOG = logging.getLogger(__name__)
+
+STREAMING_PLUGIN_ID = "ovos-stt-plugin-google-apikey-streaming"
+# Statuses with which an HTTP server refuses a chunked body it will not take.
+REFUSALS = frozenset({400, 405, 411, 413, 415, 501, 505})
+
+
+class _Abandon(Exception):
+    """Raised inside the body generator to give up on the progressive request."""
+
+
+class GoogleStreamThread(StreamThread):
+    """One utterance: buffers every chunk, and uploads it as it comes when it can."""
+
+    def __init__(self, queue: "Queue[Optional[bytes]]", language: str,
+                 engine: "GoogleAPIKeyStreamingSTT") -> None:
+        super().__init__(queue, language)
+        self.daemon = True
+        self.engine = engine
+        self.buffer = bytearray()
+        self.transcript: Optional[Transcript] = None
+        self.error: Optional[BaseException] = None
+        self.abandoned = False
+
+    def handle_audio_stream(self, audio: Iterator[bytes], language: str) -> None:
+        try:
+            self.transcript = self._recognize(audio, language)
+        except BaseException as exc:      # handed to the caller's thread by finalize()
+            self.error = exc
+
+    def abandon(self) -> None:
+        """Give up on this utterance: nothing more is sent and no fallback runs."""
+        self.abandoned = True
+        self.queue.put(None)
+
+    def finalize(self) -> Optional[str]:
+        """Wait for the recognition (OPM calls this before join) and give its text."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        self.text = self.transcript.text if self.transcript else ""
+        return self.text
+
+    def _recognize(self, audio: Iterator[bytes], language: str) -> Transcript:
+        engine = self.engine
+        google_lang = engine.google_language(language)
+        if not engine.progressive_ok(language):
+            engine.recognizer.client.warm()          # DNS, TCP and TLS while the user speaks
+            self.buffer.extend(b"".join(audio))
+            return self._ordinary()
+        try:
+            answer = engine.recognizer.client.recognize_streaming(self._body(audio, google_lang))
+            return parse_response(answer)
+        except _Abandon as why:
+            if self.abandoned:
+                return Transcript()
+            engine.fallback_once(str(why))
+        except APIError as exc:
+            if exc.status in REFUSALS and not exc.reason:    # an HTTP refusal, not Google's
+                engine.refused(f"the endpoint refused a chunked upload (HTTP {exc.status})")
+            elif not isinstance(exc, UnavailableError):
+                raise                      # the key, quota or request: the same again would fail
+            else:
+                engine.fallback_once(f"the progressive upload failed: {exc}")
+        self.buffer.extend(b"".join(audio))   # whatever is still queued
+        return self._ordinary()
+
+    def _body(self, audio: Iterator[bytes], google_lang: str) -> Iterator[bytes]:
+        engine = self.engine
+        body = build_recognize_body(engine.settings, b"", google_lang,
+                                    sample_rate=engine.sample_rate, model=engine.model_for(google_lang))
+        head, tail = json.dumps(body, separators=(",", ":")).split('"content":""')
+        yield (head + '"content":"').encode()
+        sent = 0
+        limit = int(CHUNK_SECONDS * engine.sample_rate) * engine.sample_width
+        for chunk in audio:
+            if self.abandoned:
+                raise _Abandon("abandoned")
+            self.buffer.extend(chunk)
+            if len(self.buffer) > limit:
+                raise _Abandon("the utterance passed Google's one-minute limit")
+            usable = (len(self.buffer) - sent) // 3 * 3       # base64 stays valid across chunks
+            if usable:
+                yield base64.b64encode(self.buffer[sent:sent + usable])
+                sent += usable
+        if self.abandoned or not self.buffer:
+            raise _Abandon("abandoned" if self.abandoned else "no audio")
+        if engine.google_language(self.language) != google_lang:
+            raise _Abandon("the listener changed the language at the end of the utterance")
+        yield base64.b64encode(self.buffer[sent:]) + ('"' + tail).encode()
+
+    def _ordinary(self) -> Transcript:
+        if self.abandoned or not self.buffer:
+            return Transcript()
+        pcm = audio_mod.from_raw(bytes(self.buffer), self.engine.sample_rate, self.engine.sample_width)
+        return self.engine.recognize(pcm, self.language)
+
+
+class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
+    """The one-shot plugin's settings and errors, fed by OVOS's listener as the user speaks.
+
+    Extra setting: ``progressive_upload`` (default true). The audio format is the listener's
+    (``listener.sample_rate`` / ``sample_width`` in mycroft.conf, 16000 / 2 by default).
+    """
+
+    # Its own section of mycroft.conf, else the one-shot plugin's: the settings are shared.
+    config_sections = (STREAMING_PLUGIN_ID, PLUGIN_ID)
+
+    def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(config)
+        from ovos_config import Configuration
+        listener = Configuration().get("listener", {})
+        self.sample_rate = int(self.config.get("sample_rate") or listener.get("sample_rate") or 16000)
+        self.sample_width = int(self.config.get("sample_width") or listener.get("sample_width") or 2)
+        self._refused: Set[str] = set()
+        self._fallback_logged = False
+        self._lock = threading.Lock()
+
+    def create_streaming_thread(self) -> GoogleStreamThread:
+        return GoogleStreamThread(self.queue, self.lang, self)
+
+    def stream_start(self, language: Optional[str] = None) -> None:
+        """Begin an utterance. An unfinished earlier one is abandoned, not sent to Google."""
+        if self.stream is not None:
+            self.stream.abandon()
+            self.stream = None
+        super().stream_start(language)
+
+    def stream_stop(self) -> Optional[str]:
+        """End the utterance: its text ("" for no speech), or None without a stream."""
+        transcript = self._finish()
+        return None if transcript is None else transcript.text
+
+    def transcribe(self, audio: Any = None, lang: Optional[str] = None) -> List[Tuple[str, float]]:
+        """The streamed utterance (audio None), else ``audio`` the one-shot way. [] for no speech."""
+        if audio is not None:
+            return super().transcribe(audio, lang)
+        transcript = self._finish(lang)
+        return as_tuples(transcript) if transcript else []
+
+    def execute(self, audio: Any = None, language: Optional[str] = None) -> str:
+        if audio is not None:
+            return super().execute(audio, language)
+        transcript = self._finish(language)
+        return transcript.text if transcript else ""
+
+    def _finish(self, lang: Optional[str] = None) -> Optional[Transcript]:
+        """Close the stream and wait for its transcript; raises what recognition raised."""
+        stream = self.stream
+        if stream is None:
+            return None
+        if lang:                      # the listener may settle the language only now
+            stream.language = lang
+        self.stream = None
+        stream.queue.put(None)
+        try:
+            stream.finalize()
+            return stream.transcript or Transcript()
+        finally:
+            self.queue = None
+            self.transcript_ready.set()
+
+    # -- used by the stream thread
+
+    def progressive_ok(self, language: str) -> bool:
+        return (self.settings.progressive_upload and language != "auto" and self.settings.encoding == "linear16"
+                and self.sample_width == 2 and 8000 <= self.sample_rate <= 48000
+                and self.settings.endpoint not in self._refused)
+
+    def model_for(self, google_lang: str) -> Optional[str]:
+        return None if google_lang in self.recognizer.model_refused_for else self.settings.model
+
+    def refused(self, why: str) -> None:
+        with self._lock:
+            self._refused.add(self.settings.endpoint)
+        LOG.warning("%s; uploading after the user stops speaking from now on", why)
+
+    def fallback_once(self, why: str) -> None:
+        with self._lock:
+            first, self._fallback_logged = not self._fallback_logged, True
+        (LOG.warning if first else LOG.debug)("%s; transcribing the buffered audio instead", why)

@@ -1,0 +1,183 @@
+"""The streaming plugin, driven the way OVOS's listener drives it, against the fake Google."""
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from audio_samples import silence, tone
+from conftest import KEY, PLUGIN_ID, mycroft_conf
+from fake_google import Fault
+from ovos_stt_plugin_google_apikey import errors
+
+STREAMING_ID = PLUGIN_ID + "-streaming"
+
+
+@pytest.fixture
+def make_streaming(fake):
+    from ovos_plugin_manager.stt import OVOSSTTFactory
+    built = []
+
+    def make(**section):
+        section.setdefault("key", KEY)
+        section.setdefault("endpoint", fake.endpoint)
+        section.setdefault("timeout", 5)
+        conf = mycroft_conf(section)
+        conf["stt"]["module"] = STREAMING_ID
+        conf["stt"][STREAMING_ID] = conf["stt"].pop(PLUGIN_ID)
+        engine = OVOSSTTFactory.create(conf)
+        built.append(engine)
+        return engine
+
+    yield make
+    for engine in built:
+        engine.shutdown()
+
+
+def speak(engine, pcm, chunk=3200, pause=0.0, lang=None):
+    """The listener's calls: stream_start at the wake word, chunks while speaking, transcribe."""
+    engine.stream_start()
+    for i in range(0, len(pcm), chunk):
+        engine.stream_data(pcm[i:i + chunk])
+        if pause:
+            time.sleep(pause)
+    stopped = time.monotonic()
+    return engine.transcribe(lang=lang), stopped
+
+
+def recognitions(fake):
+    return [r for r in fake.requests if r.method == "POST"]
+
+
+def test_factory_gives_a_streaming_plugin(make_streaming):
+    from ovos_plugin_manager.templates.stt import StreamingSTT
+    engine = make_streaming()
+    assert isinstance(engine, StreamingSTT) and engine.can_stream
+
+
+def test_upload_starts_while_the_user_speaks(make_streaming, fake):
+    engine = make_streaming()
+    result, stopped = speak(engine, tone(1.0), chunk=1600, pause=0.05)
+    assert result[0] == ("audio 1.00 seconds at 16000 hertz", 0.9)
+    [sent] = recognitions(fake)
+    assert sent.chunked and sent.received_at < stopped     # the POST was open before the end
+    assert sent.json["config"]["languageCode"] == "en-US"
+    assert sent.headers["X-Goog-Api-Key"] == KEY and "key" not in sent.query
+
+
+@pytest.mark.parametrize("chunk", [1, 333, 1000, 4097])
+def test_base64_stays_valid_across_any_chunk_size(make_streaming, fake, chunk):
+    pcm = tone(0.3)
+    result, _ = speak(make_streaming(), pcm, chunk=chunk)
+    assert result[0][0] == "audio 0.30 seconds at 16000 hertz"
+    assert base64.b64decode(recognitions(fake)[0].json["audio"]["content"]) == pcm
+
+
+def test_refused_chunked_upload_falls_back_and_is_remembered(make_streaming, fake, caplog):
+    fake.refuse_chunked = 411
+    engine = make_streaming()
+    assert speak(engine, tone(1.0))[0][0][0] == "audio 1.00 seconds at 16000 hertz"
+    assert [r.chunked for r in recognitions(fake)] == [True, False]
+    assert "refused a chunked upload (HTTP 411)" in caplog.text
+    fake.requests.clear()
+    assert speak(engine, tone(0.5))[0][0][0] == "audio 0.50 seconds at 16000 hertz"
+    assert [r.chunked for r in recognitions(fake)] == [False]        # not tried again
+
+
+def test_connection_dropped_mid_utterance_loses_nothing(make_streaming, fake, caplog):
+    fake.drop_after_bytes = 5000
+    engine = make_streaming()
+    pcm = tone(2.0)
+    engine.stream_start()
+    for i in range(0, len(pcm), 3200):
+        engine.stream_data(pcm[i:i + 3200])
+        if any(r.chunked for r in fake.requests):
+            fake.drop_after_bytes = None          # Google is back for the fallback
+        time.sleep(0.01)
+    assert any(r.chunked and r.json is None for r in fake.requests)    # the upload was cut
+    assert engine.transcribe()[0][0] == "audio 2.00 seconds at 16000 hertz"
+    assert "transcribing the buffered audio instead" in caplog.text
+    fallback = recognitions(fake)[-1]
+    assert not fallback.chunked and len(base64.b64decode(fallback.json["audio"]["content"])) == 64000
+
+
+def test_utterance_past_the_sync_limit_goes_the_long_audio_way(make_streaming, fake):
+    engine = make_streaming()
+    result, _ = speak(engine, tone(70.0), chunk=64000)
+    assert result[0][0] == "audio 50.02 seconds at 16000 hertz audio 19.98 seconds at 16000 hertz"
+    completed = [r for r in recognitions(fake) if r.json is not None]
+    assert [r.chunked for r in completed] == [False, False]     # the progressive one was abandoned
+
+
+def test_language_settled_at_the_end_is_honoured(make_streaming, fake):
+    engine = make_streaming()
+    result, _ = speak(engine, tone(0.5), lang="pt-PT")
+    assert result[0][0] == "audio 0.50 seconds at 16000 hertz"
+    assert recognitions(fake)[-1].json["config"]["languageCode"] == "pt-PT"
+
+
+def test_google_refusing_the_key_is_raised_not_retried(make_streaming, fake):
+    fake.key_errors[KEY] = "invalid"
+    engine = make_streaming()
+    with pytest.raises(errors.InvalidKeyError):
+        speak(engine, tone(0.5))
+    assert len(recognitions(fake)) == 1
+    assert engine.stream is None                          # ready for the next utterance
+
+
+def test_google_unavailable_falls_back_to_the_ordinary_path_with_retries(make_streaming, fake):
+    fake.script(Fault.http(503))
+    result, _ = speak(make_streaming(), tone(0.5))
+    assert result[0][0] == "audio 0.50 seconds at 16000 hertz"
+    assert [r.chunked for r in recognitions(fake)] == [True, False]
+
+
+def test_no_speech_and_no_audio(make_streaming, fake):
+    engine = make_streaming()
+    assert speak(engine, silence(1.0))[0] == []
+    fake.requests.clear()
+    engine.stream_start()
+    assert engine.transcribe() == []
+    assert recognitions(fake) == [] or not recognitions(fake)[-1].json      # nothing completed
+
+
+def test_an_abandoned_utterance_is_not_sent(make_streaming, fake):
+    engine = make_streaming()
+    engine.stream_start()
+    engine.stream_data(tone(0.5))
+    engine.stream_start()                   # the listener starts over
+    engine.stream_data(tone(0.2))
+    assert engine.transcribe()[0][0] == "audio 0.20 seconds at 16000 hertz"
+    assert [r.json is not None for r in recognitions(fake)].count(True) == 1
+
+
+def test_warming_without_progressive_upload(make_streaming, fake):
+    engine = make_streaming(progressive_upload=False)
+    result, _ = speak(engine, tone(0.5), pause=0.01)
+    assert result[0][0] == "audio 0.50 seconds at 16000 hertz"
+    head, post = fake.requests
+    assert head.method == "HEAD" and "X-Goog-Api-Key" not in head.headers   # no key, no cost
+    assert post.method == "POST" and not post.chunked
+    assert fake.connections == 1                     # the recognition reused the warm connection
+
+
+def test_one_shot_audio_still_works(make_streaming, fake):
+    assert make_streaming().transcribe(tone(0.5))[0] == ("audio 0.50 seconds at 16000 hertz", 0.9)
+
+
+def test_shares_the_one_shot_section_of_mycroft_conf(fake, tmp_path):
+    import json
+    import subprocess
+    import sys
+    conf = mycroft_conf({"key": KEY, "endpoint": fake.endpoint, "model": "default"})
+    (tmp_path / "mycroft").mkdir()
+    (tmp_path / "mycroft" / "mycroft.conf").write_text(json.dumps(conf))
+    code = ("from ovos_stt_plugin_google_apikey.streaming import GoogleAPIKeyStreamingSTT\n"
+            "e = GoogleAPIKeyStreamingSTT()\n"
+            "e.stream_start(); e.stream_data(bytes(range(256)) * 125)\n"
+            "print('TEXT', e.transcribe())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert "TEXT [('audio 1.00 seconds at 16000 hertz', 0.9), " in out.stdout, out.stderr
+    assert recognitions(fake)[-1].json["config"]["model"] == "default"

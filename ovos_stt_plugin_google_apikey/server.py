@@ -122,8 +122,9 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
             # Everything that can refuse without the body does so before reading a byte.
             presented = request.headers.get("authorization", "").encode("utf-8", "replace")
             if expected is not None and not hmac.compare_digest(presented, expected):
+                # Connection: close, so an unauthenticated upload is not read on our dime.
                 raise Refusal(401, "missing or wrong 'Authorization: Bearer <token>' header",
-                              {"WWW-Authenticate": "Bearer"})
+                              {"WWW-Authenticate": "Bearer", "Connection": "close"})
             if engine is None:
                 raise Refusal(503, NO_KEY)
             length = request.headers.get("content-length", "")

@@ -8,6 +8,7 @@ import tempfile
 # pick up a real key from the environment.
 _XDG = tempfile.mkdtemp(prefix="google-stt-tests-")
 os.environ["XDG_CONFIG_HOME"] = _XDG
+LIVE_KEY = os.environ.get("GOOGLE_STT_API_KEY", "")   # only test_live.py uses it
 for _name in ("GOOGLE_STT_API_KEY", "STT_PW"):
     os.environ.pop(_name, None)
 

@@ -42,7 +42,7 @@ def _ovos_section(*plugin_ids: str) -> Dict[str, Any]:
     conf = Configuration()
     stt = conf.get("stt", {})
     section = dict(next((stt[pid] for pid in plugin_ids or (PLUGIN_ID,) if stt.get(pid)), {}))
-    section.setdefault("lang", conf.get("stt", {}).get("lang") or conf.get("lang"))
+    section.setdefault("lang", stt.get("lang") or conf.get("lang"))
     return section
 
 

@@ -2,31 +2,22 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
 import ipaddress
-import json
 import logging
-import math
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Tuple
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
-from . import audio as audio_mod
-from . import errors
 from .languages import to_google
+from .uploads import LANG_TAG, Refusal, parse_lang, read_audio, read_json_audio, refusal_for, too_large
 from .version import __version__
 
 LOG = logging.getLogger(__name__)
@@ -34,20 +25,6 @@ LOG = logging.getLogger(__name__)
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without importing OPM here
 NO_KEY = "no Google API key configured: set GOOGLE_STT_API_KEY"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-FILE_MAGIC = (b"RIFF", b"fLaC", b"OggS")       # a file header wins over sample_rate/sample_width
-# A BCP-47-like tag (en-US, cmn-Hans-CN, pt_BR) or "auto"; anything else is a 400.
-LANG_TAG = re.compile(r"auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
-MAX_LANG_CHARS = 35
-
-
-class Refusal(Exception):
-    """An answer other than 200: the status, one line saying why, and extra headers."""
-
-    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = " ".join(message.split())      # one line, whatever Google's text held
-        self.headers = headers or {}
 
 
 class _Gate:
@@ -129,13 +106,13 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
                 raise Refusal(503, NO_KEY)
             length = request.headers.get("content-length", "")
             if length.isascii() and length.isdigit() and int(length) > max_body:
-                raise _too_large(max_body)
+                raise too_large(max_body)
             if not gate.enter():
                 raise Refusal(503, "the server is busy; try again shortly", {"Retry-After": "1"})
             job = _Job(Request(request.scope, _limited(request.receive, max_body)), executor)
             response = await work(job)
         except Exception as exc:                   # noqa: BLE001 - every outcome is mapped here
-            refusal = _refusal_for(exc)
+            refusal = refusal_for(exc)
             if refusal is None:
                 LOG.exception("internal error on %s %s", request.method, request.url.path)
                 refusal = Refusal(500, "internal error")
@@ -149,13 +126,13 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         return response
 
     async def stt_route(job: _Job) -> Response:
-        pcm, lang = await _read_audio(job.request, default_lang)
+        pcm, lang = await read_audio(job.request, default_lang)
         job.seconds, job.lang = pcm.duration, engine.google_language(lang)
         transcript = await job.run(engine.recognize, pcm, lang)
         return PlainTextResponse(transcript.text)    # "" is "no speech", as OVOS expects
 
     async def stt_json_route(job: _Job) -> Response:
-        pcm, lang = _read_json_audio(await job.request.body(), default_lang)
+        pcm, lang = read_json_audio(await job.request.body(), default_lang)
         job.seconds, job.lang = pcm.duration, engine.google_language(lang)
         transcript = await job.run(engine.recognize, pcm, lang)
         if transcript.language:                 # what Google heard (it matters for "auto")
@@ -163,14 +140,14 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         return JSONResponse({"text": transcript.text, "lang": job.lang})
 
     async def lang_detect_route(job: _Job) -> Response:
-        valid = [_lang(v.strip()) for v in job.request.query_params.get("valid_langs", "").split(",")]
+        valid = [parse_lang(v.strip()) for v in job.request.query_params.get("valid_langs", "").split(",")]
         valid = [v for v in valid if v]
         if not valid:
             raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
         if len(valid) == 1:                         # nothing to choose from, as the launcher does
             job.lang = valid[0]
             return JSONResponse({"lang": valid[0], "conf": 1.0})
-        pcm, _ = await _read_audio(job.request, default_lang)
+        pcm, _ = await read_audio(job.request, default_lang)
         job.seconds = pcm.duration
         lang, conf = await job.run(engine.detect_language, pcm, valid)
         job.lang = lang
@@ -226,119 +203,10 @@ def _limited(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _too_large(limit)
+                raise too_large(limit)
         return message
 
     return receive_limited
-
-
-async def _read_audio(request: Request, default_lang: Optional[str]) -> Tuple[audio_mod.PCM, Optional[str]]:
-    """The audio and language of /stt or /lang_detect: a file, raw PCM or a multipart upload."""
-    lang = request.query_params.get("lang")
-    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        data, form_lang = await _read_form(request)
-        lang = form_lang or lang
-    else:
-        data = await request.body()
-    params = request.query_params
-    return _decode(data, params.get("sample_rate"), params.get("sample_width")), _lang(lang) or default_lang
-
-
-async def _read_form(request: Request) -> Tuple[bytes, Optional[str]]:
-    """The 'audio' file and 'lang' field of a multipart upload (what curl -F sends)."""
-    try:
-        form = await request.form()
-    except HTTPException as exc:                 # Starlette's own 400 for a malformed body
-        raise Refusal(400, f"malformed multipart body: {exc.detail}") from exc
-    try:
-        upload, lang = form.get("audio"), form.get("lang")
-        if not isinstance(upload, UploadFile):
-            raise Refusal(400, "a multipart upload needs the audio file in the field 'audio'")
-        if lang is not None and not isinstance(lang, str):
-            raise Refusal(400, "the multipart field 'lang' must be text, e.g. en-US")
-        return await upload.read(), lang
-    finally:
-        await form.close()
-
-
-def _read_json_audio(body: bytes, default_lang: Optional[str]) -> Tuple[audio_mod.PCM, Optional[str]]:
-    """The audio and language of a /stt/json body."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # ValueError: also bad UTF-8
-        raise Refusal(400, f"the body must be a JSON object: {exc}") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("audio_b64"), str):
-        raise Refusal(400, "the body must be a JSON object with 'audio_b64' (base64 audio)")
-    try:
-        data = base64.b64decode(payload["audio_b64"], validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Refusal(400, f"'audio_b64' is not valid base64: {exc}") from exc
-    lang = payload.get("lang")
-    if lang is not None and not isinstance(lang, str):
-        raise Refusal(400, "'lang' must be a language tag such as en-US")
-    pcm = _decode(data, payload.get("sample_rate"), payload.get("sample_width"))
-    return pcm, _lang(lang) or default_lang
-
-
-def _decode(data: bytes, rate: Any, width: Any) -> audio_mod.PCM:
-    """A WAV/FLAC/Ogg file by its header, else raw PCM (16000 Hz, 2 bytes unless given).
-
-    Raises Refusal(400) for a bad parameter; AudioError for audio that does not decode.
-    """
-    sample_rate, sample_width = _whole(rate, "sample_rate"), _whole(width, "sample_width")
-    if data[:4] in FILE_MAGIC or (sample_rate is None and sample_width is None):
-        pcm = audio_mod.from_bytes(data)
-    else:
-        pcm = audio_mod.from_raw(data, sample_rate or audio_mod.RAW_RATE,
-                                 sample_width or audio_mod.RAW_WIDTH)
-    if not pcm.data:
-        raise Refusal(400, "the request carries no audio")
-    return pcm
-
-
-def _whole(value: Any, name: str) -> Optional[int]:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
-        return int(value)
-    raise Refusal(400, f"'{name}' must be a whole number; got {str(value)[:20]!r}")
-
-
-def _lang(value: Optional[str]) -> Optional[str]:
-    """A language tag as given, None when absent. Raises Refusal(400) for anything else."""
-    if value is None or value == "":
-        return None
-    if len(value) > MAX_LANG_CHARS or not LANG_TAG.fullmatch(value):
-        raise Refusal(400, f"'lang' must be a language tag such as en-US; got {value[:40]!r}")
-    return value
-
-
-def _too_large(limit: int) -> Refusal:
-    # Connection: close, or uvicorn would go on reading (and dropping) the rest of the upload.
-    return Refusal(413, f"the body is larger than {limit} bytes, the most this server takes",
-                   {"Connection": "close"})
-
-
-def _refusal_for(exc: Exception) -> Optional[Refusal]:
-    """The answer for an exception; None for an unexpected one (a 500)."""
-    if isinstance(exc, Refusal):
-        return exc
-    if isinstance(exc, ClientDisconnect):
-        return Refusal(400, "the client went away before the body was sent")
-    if isinstance(exc, errors.AudioError):
-        return Refusal(400, str(exc))
-    if isinstance(exc, NotImplementedError):
-        return Refusal(501, f"language detection is not available: {exc}")
-    if isinstance(exc, errors.DeadlineError):
-        return Refusal(504, str(exc))
-    if isinstance(exc, (errors.UnavailableError, errors.QuotaError)):
-        wait = exc.retry_after
-        return Refusal(503, str(exc), {"Retry-After": str(math.ceil(wait))} if wait is not None else {})
-    if isinstance(exc, errors.APIError):           # credentials, request rejected
-        return Refusal(502, str(exc))
-    return None
 
 
 def _error_response(refusal: Refusal, json_errors: bool) -> Response:

@@ -90,11 +90,8 @@ class SpeechClient:
         self._session.trust_env = True          # honour HTTPS_PROXY / NO_PROXY as users expect
         # pool_block: more concurrent callers than connections wait for a free one instead of
         # opening (and then discarding) extra TLS connections to Google.
-        self.pool_size = pool_size
-        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0,
-                                   pool_block=True)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self.pool_size = 0
+        self.ensure_pool_size(pool_size)
         self._session.headers.update({
             API_KEY_HEADER: settings.key,
             "Content-Type": "application/json; charset=utf-8",
@@ -103,6 +100,20 @@ class SpeechClient:
 
     def __repr__(self) -> str:
         return f"SpeechClient(url={self.url!r})"
+
+    def ensure_pool_size(self, size: int) -> None:
+        """Allow at least ``size`` requests in flight at once. Call before sending requests: the
+        pool is replaced, and connections already open in it are closed."""
+        if size <= self.pool_size:
+            return
+        self.pool_size = size
+        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=size, max_retries=0,
+                                   pool_block=True)
+        old = self._session.adapters.get("https://")
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         self._session.close()

@@ -80,6 +80,7 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
     if default_lang is not None and not LANG_TAG.fullmatch(default_lang):
         raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
+    _reserve_connections(engine, workers)
     gate = _Gate(workers + queue)
     expected = f"Bearer {token}".encode("utf-8") if token else None
 
@@ -176,6 +177,14 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         return "ok"
 
     return app
+
+
+def _reserve_connections(engine: Any, workers: int) -> None:
+    """One connection to Google per worker: the engine's pool blocks when full (16 by default),
+    so --workers 32 would otherwise run only 16 requests at once, the rest waiting unseen."""
+    client = getattr(getattr(engine, "recognizer", None), "client", None)
+    if client is not None and hasattr(client, "ensure_pool_size"):
+        client.ensure_pool_size(workers)
 
 
 def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> uvicorn.Server:

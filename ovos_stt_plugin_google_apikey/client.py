@@ -18,7 +18,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from . import errors
 from .settings import Settings
 from .version import __version__
-from .wire import RECOGNIZE_PATH, parse_duration, parse_error
+from .wire import RECOGNIZE_PATH, dump_body, parse_duration, parse_error
 
 LOG = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class SpeechClient:
         """
         if deadline is None:
             deadline = time.monotonic() + self.settings.timeout
-        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        payload = dump_body(body)
         attempt = 0
         while True:
             error = self._attempt(payload, deadline)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import json
 import threading
 from queue import Queue
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
@@ -23,7 +22,7 @@ from . import audio as audio_mod
 from .errors import APIError, UnavailableError
 from .plugin import PLUGIN_ID, GoogleAPIKeySTT, as_tuples
 from .recognizer import CHUNK_SECONDS
-from .wire import Transcript, build_recognize_body, parse_response
+from .wire import Transcript, body_parts, build_recognize_body, parse_response
 
 LOG = logging.getLogger(__name__)
 
@@ -96,8 +95,8 @@ class GoogleStreamThread(StreamThread):
         engine = self.engine
         body = build_recognize_body(engine.settings, b"", google_lang,
                                     sample_rate=engine.sample_rate, model=engine.model_for(google_lang))
-        head, tail = json.dumps(body, separators=(",", ":")).split('"content":""')
-        yield (head + '"content":"').encode()
+        head, tail = body_parts(body)
+        yield head
         sent = 0
         limit = int(CHUNK_SECONDS * engine.sample_rate) * engine.sample_width
         for chunk in audio:
@@ -114,7 +113,7 @@ class GoogleStreamThread(StreamThread):
             raise _Abandon("abandoned" if self.abandoned else "no audio")
         if engine.google_language(self.language) != google_lang:
             raise _Abandon("the listener changed the language at the end of the utterance")
-        yield base64.b64encode(self.buffer[sent:]) + ('"' + tail).encode()
+        yield base64.b64encode(self.buffer[sent:]) + tail
 
     def _ordinary(self) -> Transcript:
         if self.abandoned or not self.buffer:

@@ -7,7 +7,7 @@ import pytest
 
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.settings import Settings
-from ovos_stt_plugin_google_apikey.wire import (Alternative, build_recognize_body, parse_duration,
+from ovos_stt_plugin_google_apikey.wire import (Alternative, build_recognize_body, dump_body, parse_duration,
                                                 parse_error, parse_response)
 
 
@@ -122,3 +122,11 @@ def test_parse_duration():
     assert parse_duration("30") == 30.0
     assert parse_duration("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert parse_duration(None) is None
+
+
+def test_dump_body_is_the_same_json_as_json_dumps():
+    import json
+    settings = Settings.from_mapping({"phrases": ['say "content":"" aloud', "ünïcode"]}, env={})
+    body = build_recognize_body(settings, bytes(range(256)) * 7, "en-US", alternative_languages=["pt-PT"])
+    assert dump_body(body) == json.dumps(body, separators=(",", ":")).encode()
+    assert json.loads(dump_body(body)) == body

@@ -57,3 +57,19 @@ def test_wheel_in_a_fresh_venv_works_through_ovos(dist, fake, tmp_path):
     assert "TEXT audio 1.00 seconds at 16000 hertz 140" in out.stdout, out.stderr[-2000:]
     assert (env_dir / "bin" / "ovos-google-stt").exists()
     assert PLUGIN_ID in fake.requests[-1].headers["User-Agent"]
+
+
+@pytest.mark.parametrize("pins,opm_major", [
+    # The released ovos-stt-server launcher's own pins (it needs plugin-manager < 1.0) ...
+    (["ovos-plugin-manager>=0.7.0,<1.0.0", "ovos-utils>=0.0.32,<1.0.0"], "0"),
+    # ... and today's OVOS.
+    (["ovos-plugin-manager>=2.1.1,<3.0.0", "ovos-utils>=0.8.4,<1.0.0"], "2"),
+])
+def test_dependency_ranges_resolve_beside_old_and_new_ovos(tmp_path, pins, opm_major):
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q",
+                    "--report", str(report), *pins, str(REPO)], check=True, capture_output=True, timeout=600)
+    versions = {i["metadata"]["name"].lower(): i["metadata"]["version"]
+                for i in json.loads(report.read_text())["install"]}
+    assert versions["ovos-stt-plugin-google-apikey"]
+    assert versions["ovos-plugin-manager"].split(".")[0] == opm_major

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import socket
 import threading
@@ -87,7 +88,11 @@ class SpeechClient:
         self._session = requests.Session()
         # Google sets no cookies we need; a shared jar would be mutable state across threads.
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        self._session.trust_env = True          # honour HTTPS_PROXY / NO_PROXY as users expect
+        # Proxy settings (HTTPS_PROXY, NO_PROXY) and a CA bundle (REQUESTS_CA_BUNDLE) are read
+        # once here: with trust_env, requests would look them up, and stat ~/.netrc, per request.
+        self._session.trust_env = False
+        self._session.proxies.update(requests.utils.get_environ_proxies(self.url))
+        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         # pool_block: more concurrent callers than connections wait for a free one instead of
         # opening (and then discarding) extra TLS connections to Google.
         self.pool_size = 0

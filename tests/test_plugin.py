@@ -340,3 +340,16 @@ def test_key_leaks_nowhere(fake, caplog):
         assert marker not in text
     assert all(marker not in str(r.query) and marker not in r.path for r in fake.requests)
     engine.shutdown()
+
+
+def test_https_proxy_environment_is_honoured(fake, monkeypatch):
+    # The endpoint's host does not resolve: only going through the proxy (the fake, which
+    # accepts absolute-URI requests as a proxy does) can answer.
+    monkeypatch.setenv("HTTP_PROXY", fake.endpoint)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": "http://speech.googleapis.invalid", "lang": "en-US",
+                              "retries": 0})
+    assert engine.execute(tone(0.5)) == "audio 0.50 seconds at 16000 hertz"
+    assert fake.requests[-1].path == "/v1/speech:recognize"
+    engine.shutdown()

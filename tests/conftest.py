@@ -33,9 +33,9 @@ def fake(fake_server):
     fake_server.reset()
 
 
-def mycroft_conf(section: dict, lang: str = "en-US") -> dict:
-    """A mycroft.conf-shaped dict selecting this plugin."""
-    return {"lang": lang, "stt": {"module": PLUGIN_ID, PLUGIN_ID: section}}
+def mycroft_conf(section: dict, lang: str = "en-US", plugin_id: str = PLUGIN_ID) -> dict:
+    """A mycroft.conf-shaped dict selecting the plugin."""
+    return {"lang": lang, "stt": {"module": plugin_id, plugin_id: section}}
 
 
 @pytest.fixture
@@ -44,11 +44,11 @@ def make_engine(fake):
     from ovos_plugin_manager.stt import OVOSSTTFactory
     built = []
 
-    def make(**section):
+    def make(plugin_id: str = PLUGIN_ID, **section):
         section.setdefault("key", KEY)
         section.setdefault("endpoint", fake.endpoint)
         section.setdefault("timeout", 5)
-        engine = OVOSSTTFactory.create(mycroft_conf(section))
+        engine = OVOSSTTFactory.create(mycroft_conf(section, plugin_id=plugin_id))
         built.append(engine)
         return engine
 

@@ -15,24 +15,8 @@ STREAMING_ID = PLUGIN_ID + "-streaming"
 
 
 @pytest.fixture
-def make_streaming(fake):
-    from ovos_plugin_manager.stt import OVOSSTTFactory
-    built = []
-
-    def make(**section):
-        section.setdefault("key", KEY)
-        section.setdefault("endpoint", fake.endpoint)
-        section.setdefault("timeout", 5)
-        conf = mycroft_conf(section)
-        conf["stt"]["module"] = STREAMING_ID
-        conf["stt"][STREAMING_ID] = conf["stt"].pop(PLUGIN_ID)
-        engine = OVOSSTTFactory.create(conf)
-        built.append(engine)
-        return engine
-
-    yield make
-    for engine in built:
-        engine.shutdown()
+def make_streaming(make_engine):
+    return lambda **section: make_engine(STREAMING_ID, **section)
 
 
 def speak(engine, pcm, chunk=3200, pause=0.0, lang=None):

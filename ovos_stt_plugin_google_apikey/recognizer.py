@@ -131,7 +131,7 @@ class Recognizer:
 def _gather(futures: List["Future[Transcript]"],
             pieces: Optional[List[audio_mod.PCM]] = None) -> List[Transcript]:
     """Results in order; on the first failure cancel what has not started and raise it."""
-    finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    wait(futures, return_when=FIRST_EXCEPTION)
     for index, future in enumerate(futures):
         if future.done() and not future.cancelled() and future.exception() is not None:
             for other in futures:

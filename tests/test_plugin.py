@@ -353,3 +353,18 @@ def test_https_proxy_environment_is_honoured(fake, monkeypatch):
     assert engine.execute(tone(0.5)) == "audio 0.50 seconds at 16000 hertz"
     assert fake.requests[-1].path == "/v1/speech:recognize"
     engine.shutdown()
+
+
+def test_deadline_holds_through_an_http_proxy(fake, monkeypatch):
+    import time
+    monkeypatch.setenv("HTTP_PROXY", fake.endpoint)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": "http://speech.googleapis.invalid", "lang": "en-US",
+                              "retries": 0, "timeout": 1.5})
+    fake.script(Fault.trickle(8))
+    started = time.monotonic()
+    with pytest.raises(errors.DeadlineError):
+        engine.execute(tone(0.5))
+    assert time.monotonic() - started < 3.5
+    engine.shutdown()

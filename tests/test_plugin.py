@@ -342,29 +342,28 @@ def test_key_leaks_nowhere(fake, caplog):
     engine.shutdown()
 
 
-def test_https_proxy_environment_is_honoured(fake, monkeypatch):
-    # The endpoint's host does not resolve: only going through the proxy (the fake, which
-    # accepts absolute-URI requests as a proxy does) can answer.
-    monkeypatch.setenv("HTTP_PROXY", fake.endpoint)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": "http://speech.googleapis.invalid", "lang": "en-US",
-                              "retries": 0})
-    assert engine.execute(tone(0.5)) == "audio 0.50 seconds at 16000 hertz"
-    assert fake.requests[-1].path == "/v1/speech:recognize"
-    engine.shutdown()
-
-
-def test_deadline_holds_through_an_http_proxy(fake, monkeypatch):
-    import time
+@pytest.fixture
+def through_proxy(fake, monkeypatch):
+    """An engine whose endpoint's host does not resolve: only the proxy (the fake, which takes
+    absolute-URI requests as a proxy does) can answer."""
     monkeypatch.setenv("HTTP_PROXY", fake.endpoint)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     engine = GoogleAPIKeySTT({"key": KEY, "endpoint": "http://speech.googleapis.invalid", "lang": "en-US",
                               "retries": 0, "timeout": 1.5})
+    yield engine
+    engine.shutdown()
+
+
+def test_https_proxy_environment_is_honoured(through_proxy, fake):
+    assert through_proxy.execute(tone(0.5)) == "audio 0.50 seconds at 16000 hertz"
+    assert fake.requests[-1].path == "/v1/speech:recognize"
+
+
+def test_deadline_holds_through_an_http_proxy(through_proxy, fake):
+    import time
     fake.script(Fault.trickle(8))
     started = time.monotonic()
     with pytest.raises(errors.DeadlineError):
-        engine.execute(tone(0.5))
+        through_proxy.execute(tone(0.5))
     assert time.monotonic() - started < 3.5
-    engine.shutdown()

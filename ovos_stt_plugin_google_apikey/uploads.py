@@ -51,6 +51,8 @@ async def _read_form(request: Request) -> Tuple[bytes, Optional[str]]:
         form = await request.form()
     except HTTPException as exc:                 # Starlette's own 400 for a malformed body
         raise Refusal(400, f"malformed multipart body: {exc.detail}") from exc
+    except ValueError as exc:   # older Starlette lets python-multipart's FormParserError through
+        raise Refusal(400, f"malformed multipart body: {exc}") from exc
     try:
         upload, lang = form.get("audio"), form.get("lang")
         if not isinstance(upload, UploadFile):

@@ -5,17 +5,14 @@ import json
 import logging
 import os
 import random
-import socket
-import threading
 import time
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+import urllib3
 
+from . import timeouts
 from . import errors
 from .settings import Settings
 from .version import __version__
@@ -31,57 +28,6 @@ BACKOFF_MAX = 4.0
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 READ_CHUNK = 64 * 1024
 DEFAULT_POOL_SIZE = 10
-
-
-# --- A hard deadline. Socket timeouts bound each read, not a whole answer: a server that
-# trickles one byte a second would never time out. So each attempt arms a timer that shuts
-# the attempt's socket down at the deadline; the blocked read then fails at once.
-_ACTIVE: Dict[int, Any] = {}      # thread id -> the connection that thread is using
-
-
-class _Watched:
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        _ACTIVE[threading.get_ident()] = self
-        return super().request(*args, **kwargs)  # type: ignore[misc]
-
-
-class _HTTPConnection(_Watched, HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self.POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):     # SOCKS managers bring their own pools
-            manager.pool_classes_by_scheme = self.POOLS
-        return manager
-
-
-def _abort(thread_id: int) -> None:
-    sock = getattr(_ACTIVE.get(thread_id), "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class SpeechClient:
@@ -120,7 +66,7 @@ class SpeechClient:
         if size <= self.pool_size:
             return
         self.pool_size = size
-        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=size, max_retries=0,
+        adapter = timeouts.DeadlineAdapter(pool_connections=1, pool_maxsize=size, max_retries=0,
                                    pool_block=True)
         old = self._session.adapters.get("https://")
         self._session.mount("https://", adapter)
@@ -166,9 +112,9 @@ class SpeechClient:
         if remaining <= 0:
             return errors.DeadlineError(
                 f"no answer from Google within the {self.settings.timeout:g} s timeout")
-        watchdog = _watchdog(remaining)
+        watchdog = timeouts.Watchdog(remaining)
         try:
-            return self._exchange(payload, lambda: deadline, remaining)
+            return self._exchange(payload, lambda: deadline, remaining, [watchdog])
         finally:
             watchdog.cancel()
 
@@ -181,15 +127,15 @@ class SpeechClient:
         ``parts`` itself propagates unchanged (the request is abandoned).
         """
         deadline = [float("inf")]
-        watchdog: List[threading.Timer] = []
+        watchdog: List[timeouts.Watchdog] = []
 
         def body() -> Iterator[bytes]:
             yield from parts
             deadline[0] = time.monotonic() + self.settings.timeout
-            watchdog.append(_watchdog(self.settings.timeout))
+            watchdog.append(timeouts.Watchdog(self.settings.timeout))
 
         try:
-            result = self._exchange(body(), lambda: deadline[0], self.settings.timeout)
+            result = self._exchange(body(), lambda: deadline[0], self.settings.timeout, watchdog)
         finally:
             for timer in watchdog:
                 timer.cancel()
@@ -209,8 +155,10 @@ class SpeechClient:
         except requests.RequestException as exc:
             LOG.debug("warming the connection to %s failed: %s", self.settings.endpoint, exc)
 
-    def _exchange(self, data: Any, deadline: Callable[[], float], read_timeout: float) -> Any:
+    def _exchange(self, data: Any, deadline: Callable[[], float], read_timeout: float,
+                  watchdogs: List[timeouts.Watchdog]) -> Any:
         """Send, read within ``deadline()``, and map the answer: a dict or an APIError."""
+        timeouts.begin(read_timeout)
         try:
             with self._session.post(self.url, data=data, stream=True,
                                     timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout)) as resp:
@@ -218,15 +166,17 @@ class SpeechClient:
                 status, retry_after = resp.status_code, resp.headers.get("Retry-After")
         except errors.DeadlineError as exc:
             return exc
-        except requests.RequestException as exc:
-            if isinstance(exc, requests.Timeout) or time.monotonic() >= deadline():
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # HTTPError: urllib3's EmptyPoolError (no free connection in time) is not wrapped.
+            timed_out = isinstance(exc, (requests.Timeout, urllib3.exceptions.EmptyPoolError))
+            if timed_out or any(w.fired for w in watchdogs) or time.monotonic() >= deadline():
                 return errors.DeadlineError(
                     f"no answer from Google within the {self.settings.timeout:g} s timeout "
                     f"({type(exc).__name__})")
             return errors.UnavailableError(
                 f"cannot reach {self.settings.endpoint}: {_describe(exc)}")
         finally:
-            _ACTIVE.pop(threading.get_ident(), None)
+            timeouts.end()
         try:
             data = json.loads(content)
         except ValueError:
@@ -241,14 +191,6 @@ class SpeechClient:
         if retry_after is not None and parse_duration(retry_after) is not None:
             error.retry_after = parse_duration(retry_after)
         return error
-
-
-def _watchdog(seconds: float) -> threading.Timer:
-    """Shut this thread's HTTP connection down in ``seconds`` unless cancelled first."""
-    timer = threading.Timer(seconds, _abort, (threading.get_ident(),))
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def _read(resp: requests.Response, deadline: float) -> bytes:

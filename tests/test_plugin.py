@@ -367,3 +367,25 @@ def test_deadline_holds_through_an_http_proxy(through_proxy, fake):
     with pytest.raises(errors.DeadlineError):
         through_proxy.execute(tone(0.5))
     assert time.monotonic() - started < 3.5
+
+
+def test_waiting_for_a_pooled_connection_is_bounded_by_the_deadline(fake):
+    import time
+    from ovos_stt_plugin_google_apikey.client import SpeechClient
+    from ovos_stt_plugin_google_apikey.settings import Settings
+    from ovos_stt_plugin_google_apikey.wire import build_recognize_body
+    settings = Settings.from_mapping({"key": KEY, "endpoint": fake.endpoint, "timeout": 1, "retries": 0}, env={})
+    client = SpeechClient(settings, pool_size=1)
+    body = build_recognize_body(settings, tone(0.2), "en-US")
+    fake.script(Fault.hang(4))
+    holder = threading.Thread(target=lambda: pytest.raises(errors.DeadlineError, client.recognize, body,
+                                                           time.monotonic() + 3.5))
+    holder.start()
+    while not fake.requests:                      # the one connection is now held by the hang
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(errors.DeadlineError):
+        client.recognize(body)                    # its own 1 s deadline, waiting for the pool
+    assert time.monotonic() - started < 2.5       # not the 3.5 s the holder keeps the connection
+    holder.join(10)
+    client.close()

@@ -1,7 +1,10 @@
 """Shared fixtures: an isolated OVOS configuration, the fake Google, engines built by OVOS."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 # Before anything imports ovos_config: never read the developer's own mycroft.conf, never
@@ -55,3 +58,11 @@ def make_engine(fake):
     yield make
     for engine in built:
         engine.shutdown()
+
+
+def run_with_mycroft_conf(tmp_path, conf: dict, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python process whose only OVOS configuration is ``conf``."""
+    (tmp_path / "mycroft").mkdir()
+    (tmp_path / "mycroft" / "mycroft.conf").write_text(json.dumps(conf))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})

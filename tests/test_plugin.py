@@ -1,7 +1,6 @@
 """The plugin as OVOS loads and uses it, against the fake Google over real HTTP."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -9,7 +8,7 @@ import threading
 import pytest
 
 from audio_samples import silence, tone, wav
-from conftest import KEY, PLUGIN_ID, mycroft_conf
+from conftest import KEY, PLUGIN_ID, mycroft_conf, run_with_mycroft_conf
 from fake_google import Fault
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
@@ -53,14 +52,9 @@ def test_config_examples():
 def test_no_config_reads_its_own_section_from_mycroft_conf(fake, tmp_path):
     # A real mycroft.conf in a fresh process, the way OPM 2.x hands us nothing.
     conf = mycroft_conf({"key": KEY, "endpoint": fake.endpoint, "model": "default"}, lang="pt-PT")
-    (tmp_path / "mycroft").mkdir()
-    (tmp_path / "mycroft" / "mycroft.conf").write_text(json.dumps(conf))
-    code = ("from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT\n"
-            "import wave, io\n"
-            "e = GoogleAPIKeySTT()\n"
-            "print('TEXT', e.execute(bytes(range(256)) * 125))\n")
-    env = {"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    out = run_with_mycroft_conf(tmp_path, conf, "from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT\n"
+                                                "e = GoogleAPIKeySTT()\n"
+                                                "print('TEXT', e.execute(bytes(range(256)) * 125))\n")
     assert "TEXT audio 1.00 seconds at 16000 hertz" in out.stdout, out.stderr
     assert fake.requests[-1].json["config"]["languageCode"] == "pt-PT"
     assert fake.requests[-1].json["config"]["model"] == "default"

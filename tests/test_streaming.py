@@ -7,7 +7,7 @@ import time
 import pytest
 
 from audio_samples import silence, tone
-from conftest import KEY, PLUGIN_ID, mycroft_conf
+from conftest import KEY, PLUGIN_ID, mycroft_conf, run_with_mycroft_conf
 from fake_google import Fault
 from ovos_stt_plugin_google_apikey import errors
 
@@ -151,17 +151,11 @@ def test_one_shot_audio_still_works(make_streaming, fake):
 
 
 def test_shares_the_one_shot_section_of_mycroft_conf(fake, tmp_path):
-    import json
-    import subprocess
-    import sys
     conf = mycroft_conf({"key": KEY, "endpoint": fake.endpoint, "model": "default"})
-    (tmp_path / "mycroft").mkdir()
-    (tmp_path / "mycroft" / "mycroft.conf").write_text(json.dumps(conf))
-    code = ("from ovos_stt_plugin_google_apikey.streaming import GoogleAPIKeyStreamingSTT\n"
-            "e = GoogleAPIKeyStreamingSTT()\n"
-            "e.stream_start(); e.stream_data(bytes(range(256)) * 125)\n"
-            "print('TEXT', e.transcribe())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={"XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    out = run_with_mycroft_conf(tmp_path, conf,
+                                "from ovos_stt_plugin_google_apikey.streaming import GoogleAPIKeyStreamingSTT\n"
+                                "e = GoogleAPIKeyStreamingSTT()\n"
+                                "e.stream_start(); e.stream_data(bytes(range(256)) * 125)\n"
+                                "print('TEXT', e.transcribe())\n")
     assert "TEXT [('audio 1.00 seconds at 16000 hertz', 0.9), " in out.stdout, out.stderr
     assert recognitions(fake)[-1].json["config"]["model"] == "default"

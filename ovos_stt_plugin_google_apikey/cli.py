@@ -8,10 +8,10 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from ovos_utils.log import LOG
+
 from .errors import ConfigError
 from .settings import KEY_ENV_VARS, Settings
-
-LOG = logging.getLogger("ovos_stt_plugin_google_apikey.cli")
 
 TOKEN_ENV = "GOOGLE_STT_SERVER_TOKEN"
 DEFAULT_PORT = 9090
@@ -22,13 +22,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run a subcommand; the exit status (0 ok, 2 bad configuration or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_stderr("DEBUG" if args.verbose else "INFO")
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"ovos-google-stt: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _log_to_stderr(level: str) -> None:
+    """Our lines (OVOS's LOG) at ``level`` on stderr, where a service would print them to stdout:
+    stdout carries the transcripts. Other libraries keep their own levels; their warnings
+    reach stderr through a root handler."""
+    LOG.set_level(level)
+    create = LOG.create_logger
+
+    def create_logger(name: str, tostdout: bool = True) -> logging.Logger:
+        logger = create(name, tostdout)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
+        return logger
+
+    LOG.create_logger = create_logger   # type: ignore[method-assign]  # this process is ours
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +199,8 @@ def _serve(args: argparse.Namespace) -> int:
                                 workers=args.workers, queue=args.queue, default_lang=args.lang)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    # uvicorn's own start-up lines are INFO, below the level its loggers keep here.
+    LOG.info("serving on http://%s:%d (Ctrl+C to stop)", args.host, args.port)
     try:
         server.run(app, args.host, args.port)
     finally:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import time
@@ -12,13 +11,13 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 import requests
 import urllib3
 
+from ovos_utils.log import LOG
+
 from . import timeouts
 from . import errors
 from .settings import Settings
 from .version import __version__
 from .wire import RECOGNIZE_PATH, dump_body, parse_duration, parse_error
-
-LOG = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-Goog-Api-Key"
 RETRY_STATUSES = frozenset({429, 500, 503, 504})

@@ -2,11 +2,12 @@
 fan-out over candidate languages. Independent of OVOS."""
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Callable, Dict, List, Optional, Sequence, Set
+
+from ovos_utils.log import LOG
 
 from . import audio as audio_mod
 from . import encoders
@@ -15,8 +16,6 @@ from .errors import APIError, AudioError, GoogleSTTError, ModelNotSupportedError
 from .settings import Settings
 from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
                    parse_response)
-
-LOG = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
 LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes

@@ -1,15 +1,14 @@
 """The one reader of the plugin's settings: mycroft.conf section, then environment."""
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from ovos_utils.log import LOG
 
-LOG = logging.getLogger(__name__)
+from .errors import ConfigError
 
 ENCODINGS = ("linear16", "flac", "ogg_opus")
 

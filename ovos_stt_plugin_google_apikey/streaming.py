@@ -11,20 +11,18 @@ transcribed by the ordinary path, so no utterance is lost.
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 from queue import Queue
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from ovos_plugin_manager.templates.stt import StreamingSTT, StreamThread
+from ovos_utils.log import LOG
 
 from . import audio as audio_mod
 from .errors import APIError, UnavailableError
 from .plugin import PLUGIN_ID, GoogleAPIKeySTT, as_tuples
 from .recognizer import CHUNK_SECONDS
 from .wire import Transcript, body_parts, build_recognize_body, parse_response
-
-LOG = logging.getLogger(__name__)
 
 STREAMING_PLUGIN_ID = "ovos-stt-plugin-google-apikey-streaming"
 # Statuses with which an HTTP server refuses a chunked body it will not take.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,28 @@ from fake_google import FakeGoogle  # noqa: E402
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"
 KEY = "test-key"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ovos_log_into_caplog():
+    """The package logs through OVOS's LOG, which writes through stdlib loggers of its own
+    ('OVOS - <module>:<function>:<line>') that print to stdout at LOG's level and do not
+    propagate. Here they propagate with no level or handler of their own, so caplog sees every
+    line at whatever level a test asks for (root's, as for any stdlib logger)."""
+    from ovos_utils.log import LOG
+    create = LOG.create_logger
+
+    def into_caplog(logger: logging.Logger) -> logging.Logger:
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+        return logger
+
+    for existing in list(LOG._loggers.values()):
+        into_caplog(existing)
+    LOG.create_logger = lambda name, tostdout=True: into_caplog(create(name, tostdout))
+    yield
+    LOG.create_logger = create
 
 
 @pytest.fixture(scope="session")

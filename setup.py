@@ -47,7 +47,9 @@ setup(
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
-                 "schemathesis>=4,<5", "matplotlib>=3.5"],
+                 "schemathesis>=4,<5", "matplotlib>=3.5",
+                 # its own loaders (module and fallback) in tests/test_ovos_loading.py; pure Python
+                 "ovos-dinkum-listener>=0.5,<1"],
     },
     entry_points={
         "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],

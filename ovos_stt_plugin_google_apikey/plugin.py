@@ -46,6 +46,23 @@ def _ovos_section(*plugin_ids: str) -> Dict[str, Any]:
     return section
 
 
+def _with_shared_section(config: Dict[str, Any], plugin_ids: Tuple[str, ...]) -> Dict[str, Any]:
+    """``config`` as OVOS built it for ``plugin_ids[0]``, completed from the section it shares.
+
+    OVOS's factory (as module, or as the listener's fallback) hands a plugin ``stt.<its id>``
+    plus OVOS's defaults (``module``, ``lang``, ...). When mycroft.conf has no such section, the
+    settings are in the next of ``plugin_ids`` that has one; its values win over the defaults.
+    """
+    if len(plugin_ids) < 2 or config.get("module") != plugin_ids[0]:
+        return config
+    from ovos_config import Configuration
+    stt = Configuration().get("stt", {})
+    if stt.get(plugin_ids[0]):
+        return config
+    shared = next((stt[pid] for pid in plugin_ids[1:] if stt.get(pid)), {})
+    return {**config, **shared}
+
+
 class GoogleAPIKeySTT(STT):
     """Transcribes through speech:recognize. See README for the settings.
 
@@ -58,6 +75,8 @@ class GoogleAPIKeySTT(STT):
     def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
         if config is None:
             config = _ovos_section(*self.config_sections)
+        else:
+            config = _with_shared_section(config, self.config_sections)
         super().__init__(config)
         self.settings = Settings.from_mapping(self.config)
         if not self.settings.has_key:

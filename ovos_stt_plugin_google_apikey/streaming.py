@@ -7,6 +7,9 @@ chunk and ``transcribe()`` (through ``stream_stop``) when the user stops speakin
 to the audio content, then the base64 of each chunk as it arrives; the closing JSON goes out
 at ``stream_stop`` and only the answer is awaited. Whatever goes wrong, the buffered audio is
 transcribed by the ordinary path, so no utterance is lost.
+
+As the listener's ``fallback_module`` it is fed the same way, but its transcript is asked for
+only when the primary STT failed: it then keeps the audio and sends it in one request when asked.
 """
 from __future__ import annotations
 
@@ -25,12 +28,19 @@ from .recognizer import CHUNK_SECONDS
 from .wire import Transcript, body_parts, build_recognize_body, parse_response
 
 STREAMING_PLUGIN_ID = "ovos-stt-plugin-google-apikey-streaming"
-# Statuses with which an HTTP server refuses a chunked body it will not take.
-REFUSALS = frozenset({400, 405, 411, 413, 415, 501, 505})
+# Statuses with which an HTTP server refuses a chunked body it will not take: 411 (Length
+# Required) whatever its body says; the others when the body is not a google.rpc.Status.
+LENGTH_REQUIRED = 411
+REFUSALS = frozenset({400, 405, LENGTH_REQUIRED, 413, 415, 501, 505})
 
 
 class _Abandon(Exception):
-    """Raised inside the body generator to give up on the progressive request."""
+    """Raised inside the body generator to give up on the progressive request; ``expected``
+    when nothing failed (the audio or the language only fit the ordinary path)."""
+
+    def __init__(self, why: str, expected: bool = False) -> None:
+        super().__init__(why)
+        self.expected = expected
 
 
 class GoogleStreamThread(StreamThread):
@@ -78,14 +88,14 @@ class GoogleStreamThread(StreamThread):
         except _Abandon as why:
             if self.abandoned:
                 return Transcript()
-            engine.fallback_once(str(why))
+            engine.fell_back(str(why), expected=why.expected)
         except APIError as exc:
-            if exc.status in REFUSALS and not exc.reason:    # an HTTP refusal, not Google's
+            if exc.status == LENGTH_REQUIRED or (exc.status in REFUSALS and not exc.reason):
                 engine.refused(f"the endpoint refused a chunked upload (HTTP {exc.status})")
             elif not isinstance(exc, UnavailableError):
                 raise                      # the key, quota or request: the same again would fail
             else:
-                engine.fallback_once(f"the progressive upload failed: {exc}")
+                engine.fell_back(f"the progressive upload failed: {exc}")
         self.buffer.extend(b"".join(audio))   # whatever is still queued
         return self._ordinary()
 
@@ -102,15 +112,16 @@ class GoogleStreamThread(StreamThread):
                 raise _Abandon("abandoned")
             self.buffer.extend(chunk)
             if len(self.buffer) > limit:
-                raise _Abandon("the utterance passed Google's one-minute limit")
+                raise _Abandon("the utterance passed Google's one-minute limit", expected=True)
             usable = (len(self.buffer) - sent) // 3 * 3       # base64 stays valid across chunks
             if usable:
                 yield base64.b64encode(self.buffer[sent:sent + usable])
                 sent += usable
         if self.abandoned or not self.buffer:
-            raise _Abandon("abandoned" if self.abandoned else "no audio")
+            raise _Abandon("abandoned" if self.abandoned else "no audio", expected=True)
         if engine.google_language(self.language) != google_lang:
-            raise _Abandon("the listener changed the language at the end of the utterance")
+            raise _Abandon("the listener changed the language at the end of the utterance",
+                           expected=True)
         yield base64.b64encode(self.buffer[sent:]) + tail
 
     def _ordinary(self) -> Transcript:
@@ -124,7 +135,9 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
     """The one-shot plugin's settings and errors, fed by OVOS's listener as the user speaks.
 
     Extra setting: ``progressive_upload`` (default true). The audio format is the listener's
-    (``listener.sample_rate`` / ``sample_width`` in mycroft.conf, 16000 / 2 by default).
+    (``listener.sample_rate`` / ``sample_width`` in mycroft.conf, 16000 / 2 by default). It is
+    the listener's fallback (``is_fallback``: uploads nothing while the user speaks) when
+    mycroft.conf names it as ``stt.fallback_module`` and not as ``stt.module``.
     """
 
     # Its own section of mycroft.conf, else the one-shot plugin's: the settings are shared.
@@ -133,11 +146,14 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
     def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(config)
         from ovos_config import Configuration
-        listener = Configuration().get("listener", {})
+        conf = Configuration()
+        listener = conf.get("listener", {})
         self.sample_rate = int(self.config.get("sample_rate") or listener.get("sample_rate") or 16000)
         self.sample_width = int(self.config.get("sample_width") or listener.get("sample_width") or 2)
+        stt = conf.get("stt", {})
+        self.is_fallback = (stt.get("fallback_module") == STREAMING_PLUGIN_ID
+                            and stt.get("module") != STREAMING_PLUGIN_ID)
         self._refused: Set[str] = set()
-        self._fallback_logged = False
         self._lock = threading.Lock()
 
     def create_streaming_thread(self) -> GoogleStreamThread:
@@ -187,7 +203,8 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
     # -- used by the stream thread
 
     def progressive_ok(self, language: str) -> bool:
-        return (self.settings.progressive_upload and language != "auto" and self.settings.encoding == "linear16"
+        return (self.settings.progressive_upload and not self.is_fallback and language != "auto"
+                and self.settings.encoding == "linear16"
                 and self.sample_width == 2 and 8000 <= self.sample_rate <= 48000
                 and self.settings.endpoint not in self._refused)
 
@@ -199,7 +216,6 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
             self._refused.add(self.settings.endpoint)
         LOG.warning("%s; uploading after the user stops speaking from now on", why)
 
-    def fallback_once(self, why: str) -> None:
-        with self._lock:
-            first, self._fallback_logged = not self._fallback_logged, True
-        (LOG.warning if first else LOG.debug)("%s; transcribing the buffered audio instead", why)
+    def fell_back(self, why: str, expected: bool = False) -> None:
+        """A failed upload is a WARNING; an utterance that only fits the ordinary path, INFO."""
+        (LOG.info if expected else LOG.warning)("%s; transcribing the buffered audio instead", why)

@@ -69,6 +69,38 @@ def test_refused_chunked_upload_falls_back_and_is_remembered(make_streaming, fak
     assert [r.chunked for r in recognitions(fake)] == [False]        # not tried again
 
 
+@pytest.mark.parametrize("body", [None,                                      # google.rpc.Status
+                                  {"error": "chunked transfer encoding is not supported"},
+                                  "Length Required\n", " "])
+@pytest.mark.parametrize("proxied", [False, True])
+def test_411_with_any_body_is_a_refusal_and_is_remembered(make_streaming, fake, monkeypatch, body,
+                                                          proxied):
+    section = {}
+    if proxied:           # only the proxy (the fake, taking absolute-URI requests) can answer
+        monkeypatch.setenv("HTTP_PROXY", fake.endpoint)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        section["endpoint"] = "http://speech.googleapis.invalid"
+    fake.script(Fault.http(411) if body is None else Fault("status", 411, body))
+    engine = make_streaming(**section)
+    assert speak(engine, tone(1.0))[0][0][0] == "audio 1.00 seconds at 16000 hertz"
+    first, second = recognitions(fake)
+    assert first.chunked and not second.chunked
+    assert len(base64.b64decode(second.json["audio"]["content"])) == 32000     # no audio lost
+    fake.requests.clear()
+    assert speak(engine, tone(0.5))[0][0][0] == "audio 0.50 seconds at 16000 hertz"
+    assert [r.chunked for r in recognitions(fake)] == [False]        # not tried again
+
+
+def test_google_400_on_the_upload_is_raised_not_taken_for_a_refusal(make_streaming, fake):
+    fake.script(Fault.http(400, message="Invalid recognition 'config': bad encoding."))
+    engine = make_streaming()
+    with pytest.raises(errors.RequestRejectedError):
+        speak(engine, tone(0.5))
+    assert speak(engine, tone(0.5))[0][0][0] == "audio 0.50 seconds at 16000 hertz"
+    assert [r.chunked for r in recognitions(fake)] == [True, True]     # still uploading early
+
+
 def test_connection_dropped_mid_utterance_loses_nothing(make_streaming, fake, caplog):
     fake.drop_after_bytes = 5000
     engine = make_streaming()

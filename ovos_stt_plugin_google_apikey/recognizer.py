@@ -12,7 +12,7 @@ from ovos_utils.log import LOG
 from . import audio as audio_mod
 from . import encoders
 from .client import SpeechClient
-from .errors import APIError, AudioError, GoogleSTTError, ModelNotSupportedError
+from .errors import APIError, AudioError, DeadlineError, GoogleSTTError, ModelNotSupportedError
 from .settings import Settings
 from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
                    parse_response)
@@ -26,18 +26,22 @@ Progress = Callable[[int, int], None]
 
 
 class Recognizer:
-    """Thread-safe; owns one pooled client and one bounded worker pool."""
+    """Thread-safe; owns one pooled client and two bounded worker pools: one for the parts of
+    long recordings, one for language candidates, so a detection or a short utterance never
+    queues behind the parts of a long recording."""
 
     def __init__(self, settings: Settings, client: Optional[SpeechClient] = None) -> None:
         encoders.check_available(settings.encoding)
         self.settings = settings
         self.client = client or SpeechClient(settings, pool_size=max(16, 2 * settings.max_workers))
-        self._pool = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt")
+        self._parts = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-part")
+        self._candidates = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-lang")
         self._no_model: Set[str] = set()        # languages the configured model refused
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)   # running parts end by their deadline
+        for pool in (self._parts, self._candidates):     # running requests end by their deadline
+            pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
     def recognize(self, pcm: audio_mod.PCM, languages: Sequence[str],
@@ -61,21 +65,29 @@ class Recognizer:
         return self._recognize_pieces(pieces, languages[0], progress)
 
     def recognize_languages(self, pcm: audio_mod.PCM, languages: Sequence[str]) -> Transcript:
-        """One piece in whichever candidate language Google hears best (``.language``)."""
+        """One piece in whichever candidate language Google hears best (``.language``).
+
+        One ``timeout`` from this call bounds it all: waiting for a worker, every request and
+        retry. Raises DeadlineError past it.
+        """
+        deadline = time.monotonic() + self.settings.timeout
         if len(languages) > MAX_CANDIDATES:
             raise AudioError(f"at most {MAX_CANDIDATES} candidate languages; got {len(languages)}")
         groups = [list(languages[i:i + LANGS_PER_REQUEST])
                   for i in range(0, len(languages), LANGS_PER_REQUEST)]
         if len(groups) == 1:
-            return self.recognize_piece(pcm, groups[0][0], groups[0][1:])
-        futures = [self._pool.submit(self.recognize_piece, pcm, g[0], g[1:]) for g in groups]
-        transcripts = _gather(futures)
+            return self.recognize_piece(pcm, groups[0][0], groups[0][1:], deadline)
+        futures = [self._candidates.submit(self.recognize_piece, pcm, g[0], g[1:], deadline)
+                   for g in groups]
+        transcripts = _gather(futures, deadline=deadline, timeout=self.settings.timeout)
         return max(transcripts, key=_score)
 
     def recognize_piece(self, pcm: audio_mod.PCM, language: str,
-                        alternatives: Sequence[str] = ()) -> Transcript:
-        """One speech:recognize request (plus one without the model if Google refuses it)."""
-        deadline = time.monotonic() + self.settings.timeout
+                        alternatives: Sequence[str] = (), deadline: Optional[float] = None) -> Transcript:
+        """One speech:recognize request (plus one without the model if Google refuses it),
+        within ``deadline`` (time.monotonic()), by default ``timeout`` from now."""
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.timeout
         encoded = encoders.encode(pcm, self.settings.encoding)
         model = None if language in self._no_model else self.settings.model
         body = build_recognize_body(self.settings, encoded.data, language,
@@ -113,7 +125,7 @@ class Recognizer:
                     progress(done, len(pieces))
             return result
 
-        futures = [self._pool.submit(one, piece) for piece in pieces]
+        futures = [self._parts.submit(one, piece) for piece in pieces]
         parts = _gather(futures, pieces)
         texts = [p.text for p in parts if p.text]
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
@@ -127,10 +139,12 @@ class Recognizer:
         return set(self._no_model)
 
 
-def _gather(futures: List["Future[Transcript]"],
-            pieces: Optional[List[audio_mod.PCM]] = None) -> List[Transcript]:
-    """Results in order; on the first failure cancel what has not started and raise it."""
-    wait(futures, return_when=FIRST_EXCEPTION)
+def _gather(futures: List["Future[Transcript]"], pieces: Optional[List[audio_mod.PCM]] = None,
+            deadline: Optional[float] = None, timeout: float = 0.0) -> List[Transcript]:
+    """Results in order; on the first failure, or at ``deadline``, cancel what has not started
+    and raise (DeadlineError at the deadline; the running requests end by it too)."""
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    _, pending = wait(futures, timeout=remaining, return_when=FIRST_EXCEPTION)
     for index, future in enumerate(futures):
         if future.done() and not future.cancelled() and future.exception() is not None:
             for other in futures:
@@ -141,6 +155,10 @@ def _gather(futures: List["Future[Transcript]"],
             start = sum(p.duration for p in pieces[:index])
             raise _with_prefix(exc, f"part {index + 1} of {len(pieces)} "
                                     f"({start:.0f}-{start + pieces[index].duration:.0f} s) failed: ")
+    if pending:
+        for other in pending:
+            other.cancel()
+        raise DeadlineError(f"no answer from Google within the {timeout:g} s timeout")
     return [f.result() for f in futures]
 
 

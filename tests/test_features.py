@@ -174,3 +174,50 @@ def test_flac_without_the_extra_fails_at_construction_with_the_install_command(f
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "ERR 'encoding' 'flac' needs the optional encoder: pip install " \
            "'ovos-stt-plugin-google-apikey[flac]'" in out.stdout, out.stderr
+
+
+EIGHT = ["en-US", "pt-PT", "es-ES", "fr-FR", "de-DE", "it-IT", "ja-JP", "nl-NL"]
+
+
+def until(condition, seconds=20.0):
+    """Poll for a state the test waits on (no race: the condition only becomes true once)."""
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_detection_and_short_utterances_never_wait_behind_a_long_recording(make_engine, fake):
+    release = threading.Event()
+    languages = _language_recognizer("ja-JP")
+
+    def recognizer(req, audio):
+        if "alternativeLanguageCodes" not in req["config"]:     # the long recording: held
+            release.wait(30)
+            return {"results": [{"alternatives": [{"transcript": "part", "confidence": 0.9}]}]}
+        return languages(req, audio)
+
+    fake.recognizer = recognizer
+    engine = make_engine(max_workers=2, timeout=25, auto_languages=EIGHT)
+    long_text = []
+    recording = threading.Thread(target=lambda: long_text.append(engine.execute(tone(1.0) * 240)))
+    recording.start()
+    try:
+        until(lambda: len(fake.requests) == 2)     # both part workers busy, three parts queued
+        assert engine.detect_language(tone(1.0), EIGHT) == ("ja-JP", 0.91)
+        assert engine.transcribe(tone(2.0), "auto") == [("olá mundo", 0.91)]
+        assert recording.is_alive() and len(fake.requests) == 2 + 2 + 2
+    finally:
+        release.set()
+        recording.join(30)
+    assert long_text == ["part part part part part"]
+
+
+def test_one_deadline_bounds_a_detection_including_its_wait_for_a_worker(make_engine, fake):
+    # One candidate worker: the second group of 4 waits for the first's request (1 s). Counted
+    # from the call, the 1.5 s timeout leaves it too little; counted from when it started (the
+    # old way) it would be answered after 2 s, past the call's timeout.
+    fake.delay = 1.0
+    engine = make_engine(max_workers=1, timeout=1.5, retries=0)
+    with pytest.raises(errors.DeadlineError, match="1.5 s timeout"):
+        engine.detect_language(tone(1.0), EIGHT)

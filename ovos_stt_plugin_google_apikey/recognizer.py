@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 from . import audio as audio_mod
 from . import encoders
 from .client import SpeechClient
-from .errors import APIError, AudioError, GoogleSTTError, ModelNotSupportedError
+from .errors import APIError, AudioError, ClosedError, GoogleSTTError, ModelNotSupportedError
 from .settings import Settings
 from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
                    parse_response)
@@ -69,7 +69,7 @@ class Recognizer:
                   for i in range(0, len(languages), LANGS_PER_REQUEST)]
         if len(groups) == 1:
             return self.recognize_piece(pcm, groups[0][0], groups[0][1:])
-        futures = [self._pool.submit(self.recognize_piece, pcm, g[0], g[1:]) for g in groups]
+        futures = [self._submit(self.recognize_piece, pcm, g[0], g[1:]) for g in groups]
         transcripts = _gather(futures)
         return max(transcripts, key=_score)
 
@@ -114,7 +114,7 @@ class Recognizer:
                     progress(done, len(pieces))
             return result
 
-        futures = [self._pool.submit(one, piece) for piece in pieces]
+        futures = [self._submit(one, piece) for piece in pieces]
         parts = _gather(futures, pieces)
         texts = [p.text for p in parts if p.text]
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
@@ -122,6 +122,12 @@ class Recognizer:
         if not texts:
             return Transcript((), language)
         return Transcript((Alternative(" ".join(texts), confidence),), language)
+
+    def _submit(self, fn: Callable[..., Transcript], *args: object) -> "Future[Transcript]":
+        try:
+            return self._pool.submit(fn, *args)
+        except RuntimeError as exc:          # the pool was shut down
+            raise ClosedError("the Google STT engine was shut down; create a new one") from exc
 
     @property
     def model_refused_for(self) -> Set[str]:

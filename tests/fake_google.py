@@ -207,6 +207,16 @@ class Fault:
     def delay(cls, seconds: float) -> Fault:  # wait, then answer normally
         return cls("delay", seconds=seconds)
 
+    @classmethod
+    def answer(cls, status: int, body: dict | list | str, headers: dict[str, str] | None = None) -> Fault:
+        """Any status, body (JSON, or text sent as it is) and headers: a misbehaving endpoint."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        return cls("status", status, text, dict(headers or {}))
+
+    @classmethod
+    def redirect(cls, status: int, location: str) -> Fault:
+        return cls("status", status, "Moved", {"Location": location})
+
 
 class _Reject(Exception):
     def __init__(self, code: int, message: str, details: list[dict] | None = None) -> None:
@@ -454,7 +464,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:  # what a client warming its connection sends: a bodiless 404, kept alive
         self.server.fake._record(self, urlsplit(self.path), b"", False, time.monotonic())
-        self.send_response(404)
+        status, headers = self.server.fake.head_answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -472,8 +485,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Dropped
             return self._send(*fake._answer(key, bytes(self._body), too_large))
         if fault.kind == "status":
-            kind = JSON_TYPE if isinstance(fault.body, dict) else "text/plain; charset=UTF-8"
-            return self._send(fault.status, fault.body or google_error(fault.status), kind, fault.headers)
+            kind = JSON_TYPE if isinstance(fault.body, dict) or str(fault.body)[:1] in "{[" else "text/plain; charset=UTF-8"
+            body = google_error(fault.status) if fault.body is None else fault.body
+            return self._send(fault.status, body, kind, fault.headers)
         if fault.kind in ("html", "truncated", "shape"):
             kind = "text/html; charset=UTF-8" if fault.kind == "html" else JSON_TYPE
             return self._send(fault.status, fault.body, kind, fault.headers)
@@ -629,6 +643,7 @@ class FakeGoogle:
         self.read_rate_bps: float | None = self._defaults["read_rate_bps"]
         self.drop_after_bytes: int | None = self._defaults["drop_after_bytes"]
         self.recognizer = default_recognizer
+        self.head_answer: tuple[int, dict[str, str]] = (404, {})
         self.key_errors = {}
         self.unsupported_models = set(DEFAULT_UNSUPPORTED)
 

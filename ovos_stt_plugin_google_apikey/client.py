@@ -227,14 +227,14 @@ class SpeechClient:
             if isinstance(data, dict):
                 return data
             return errors.UnavailableError(
-                f"{self.endpoint_shown} answered 200 with a body that is not a JSON object "
-                f"({len(content)} bytes); a proxy or captive portal may be in the way", status=200)
+                f"{self.endpoint_shown} answered 200 with a body that is not JSON, or not a JSON "
+                f"object ({len(content)} bytes); a proxy or captive portal may be in the way",
+                status=200)
         error = parse_error(status, data, self._secrets)
         hint = parse_duration(retry_after) if retry_after is not None else None
         if hint is None:
             hint = error.retry_after
-        # A hint past the deadline cannot be honoured; it is passed on as the deadline.
-        error.retry_after = None if hint is None else min(hint, self.settings.timeout)
+        error.retry_after = hint       # finite, 0 to MAX_RETRY_HINT; never waited for past the deadline
         return error
 
     def _redirect(self, resp: requests.Response) -> errors.UnavailableError:

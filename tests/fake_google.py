@@ -548,6 +548,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if len(self._body) >= fake.drop_after_bytes:
                     raise _Dropped
                 want = min(want, fake.drop_after_bytes - len(self._body))
+            if fake.stall_after_bytes is not None:  # a dead uplink: the connection stays open, nothing moves
+                if len(self._body) >= fake.stall_after_bytes:
+                    fake._stopping.wait()
+                    raise _Dropped
+                want = min(want, fake.stall_after_bytes - len(self._body))
             data = self.rfile.read(want)
             if not data:
                 raise _Dropped
@@ -620,10 +625,11 @@ class FakeGoogle:
 
     def __init__(self, *, prefix: str = "", valid_keys: Iterable[str] = ("test-key",),
                  delay: float = 0.0, refuse_chunked: int | None = None, read_rate_bps: float | None = None,
-                 drop_after_bytes: int | None = None) -> None:
+                 drop_after_bytes: int | None = None, stall_after_bytes: int | None = None) -> None:
         self.prefix = prefix.rstrip("/")
         self._defaults = dict(valid_keys=frozenset(valid_keys), delay=delay, refuse_chunked=refuse_chunked,
-                              read_rate_bps=read_rate_bps, drop_after_bytes=drop_after_bytes)
+                              read_rate_bps=read_rate_bps, drop_after_bytes=drop_after_bytes,
+                              stall_after_bytes=stall_after_bytes)
         self._lock, self._stopping = threading.Lock(), threading.Event()
         self._faults: deque[Fault] = deque()
         self._server: _Server | None = None
@@ -642,6 +648,7 @@ class FakeGoogle:
         self.refuse_chunked: int | None = self._defaults["refuse_chunked"]
         self.read_rate_bps: float | None = self._defaults["read_rate_bps"]
         self.drop_after_bytes: int | None = self._defaults["drop_after_bytes"]
+        self.stall_after_bytes: int | None = self._defaults["stall_after_bytes"]
         self.recognizer = default_recognizer
         self.head_answer: tuple[int, dict[str, str]] = (404, {})
         self.key_errors = {}

@@ -16,6 +16,7 @@ from fake_google import Fault, FakeGoogle
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.server import create_app
+from ovos_stt_plugin_google_apikey.wire import MAX_RETRY_HINT
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -232,10 +233,12 @@ def test_huge_or_non_numeric_retry_after_is_clamped(engine, server, fake, header
     with pytest.raises(errors.APIError) as info:
         engine.execute(SPEECH)
     hint = info.value.retry_after
-    assert hint is None or (math.isfinite(hint) and 0 <= hint <= TIMEOUT)
+    assert hint is None or (math.isfinite(hint) and 0 <= hint <= MAX_RETRY_HINT)
+    if hint is not None and hint > TIMEOUT:             # never slept toward a hint past the deadline
+        assert len(fake.requests) == 1
     reply = server.post("/stt", content=wav(SPEECH))
     assert reply.status_code == 503
-    assert reply.headers.get("retry-after", "0") in {str(n) for n in range(int(TIMEOUT) + 1)}
+    assert 0 <= int(reply.headers.get("retry-after", "0")) <= MAX_RETRY_HINT
 
 
 @pytest.mark.parametrize("delay", ["inf", "1e308s", "-3s", 5, None, {"seconds": 1}, "Infinitys"])
@@ -245,9 +248,9 @@ def test_huge_or_mistyped_retry_delay_is_clamped(engine, server, fake, delay):
     fake.script(*[Fault.answer(429, body)] * 4)
     with pytest.raises(errors.QuotaError) as info:
         engine.execute(SPEECH)
-    assert info.value.retry_after is None or 0 <= info.value.retry_after <= TIMEOUT
+    assert info.value.retry_after is None or 0 <= info.value.retry_after <= MAX_RETRY_HINT
     reply = server.post("/stt", content=wav(SPEECH))
-    assert reply.status_code == 503 and len(reply.headers.get("retry-after", "")) <= 2
+    assert reply.status_code == 503 and len(reply.headers.get("retry-after", "")) <= 4
 
 
 # ------------------------------------------------------------------- wrong endpoint, shutdown

@@ -47,7 +47,10 @@ setup(
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
-                 "schemathesis>=4,<5", "matplotlib>=3.5"],
+                 "schemathesis>=4,<5", "matplotlib>=3.5",
+                 # Google's own description of the API (its discovery document) and its own
+                 # client's REST transport: what the fake Google is checked against.
+                 "google-api-python-client>=2.100", "google-cloud-speech>=2.20"],
     },
     entry_points={
         "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+import discovery
+
 try:  # optional: decodes FLAC/OGG to PCM so the default recognizer can tell silence from speech
     import soundfile
 except (ImportError, OSError):  # OSError: the wheel without a bundled libsndfile on a bare system
@@ -48,11 +50,7 @@ ENCODINGS = ("ENCODING_UNSPECIFIED", "LINEAR16", "FLAC", "MULAW", "AMR", "AMR_WB
 OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
 FIXED_RATES = {"AMR": {8000}, "AMR_WB": {16000}, "SPEEX_WITH_HEADER_BYTE": {16000},
                "OGG_OPUS": OPUS_RATES, "WEBM_OPUS": OPUS_RATES}
-CONFIG_FIELDS = frozenset({
-    "encoding", "sampleRateHertz", "audioChannelCount", "enableSeparateRecognitionPerChannel", "languageCode",
-    "alternativeLanguageCodes", "maxAlternatives", "profanityFilter", "speechContexts", "adaptation",
-    "transcriptNormalization", "enableWordTimeOffsets", "enableWordConfidence", "enableAutomaticPunctuation",
-    "enableSpokenPunctuation", "enableSpokenEmojis", "diarizationConfig", "metadata", "model", "useEnhanced"})
+CONFIG_FIELDS = frozenset(discovery.schema("RecognitionConfig")["properties"])  # Google's own list
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 405: "UNIMPLEMENTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
                 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -359,21 +357,16 @@ def check_request(body: bytes, unsupported_models: set[tuple[str, str]]) -> tupl
     """Validate a recognize body in Google's order; returns the camelCase request and its audio, or raises _Reject."""
     try:
         raw = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _Reject(400, "Invalid JSON payload received. Unexpected token.") from None
-    if not isinstance(raw, dict):
-        raise _Reject(400, 'Invalid JSON payload received. Unknown name "": Root element must be a message.')
-    for name in raw.keys() - {"config", "audio"}:
-        raise _Reject(400, f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.')
-    sections = {}
-    for part, known in (("config", CONFIG_FIELDS), ("audio", {"content", "uri"})):
-        value = raw.get(part, {})
-        if not isinstance(value, dict):
-            raise _Reject(400, f"Invalid value at '{part}' ({json.dumps(value)[:40]})")
-        for name in value:
-            if _camel(name) not in known:
-                raise _Reject(400, f"Invalid JSON payload received. Unknown name \"{name}\" at '{part}': Cannot find field.")
-        sections[part] = {_camel(name): item for name, item in value.items()}
+    refused = discovery.problems(raw, "RecognizeRequest")  # Google's schema first, as its JSON parser does
+    if refused:
+        raise _Reject(400, refused[0])
+    sections = {part: {_camel(name): item for name, item in (raw.get(part) or {}).items() if item is not None}
+                for part in ("config", "audio")}
+    for name in ("maxAlternatives", "sampleRateHertz", "audioChannelCount"):  # int32 may arrive as "16000"
+        if name in sections["config"]:
+            sections["config"][name] = int(float(sections["config"][name]))
     config, audio = sections["config"], sections["audio"]
     if "content" in audio and "uri" in audio:
         raise _Reject(400, "Invalid JSON payload received. Oneof field 'audio_source' is already set. Cannot set 'uri'.")

@@ -287,3 +287,41 @@ def test_after_shutdown_calls_raise_our_error(fake):
         with pytest.raises(errors.ClosedError, match="shut down"):
             call()
     assert fake.requests == []
+
+
+# ------------------------------------------------------------------ anything at all
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=20)
+FIELDS = st.sampled_from(["results", "alternatives", "transcript", "confidence", "languageCode", "error",
+                          "code", "message", "status", "details", "@type", "reason", "retryDelay"])
+SHAPED = st.recursive(JSON, lambda inner: st.dictionaries(FIELDS, inner, max_size=4) | st.lists(inner, max_size=3),
+                      max_leaves=25)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(status=st.sampled_from([200, 200, 200, 201, 204, 301, 304, 400, 401, 403, 404, 418, 429, 500, 502, 503, 504]),
+       body=SHAPED, retry_after=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126),
+                                                                 max_size=30)))
+def test_any_answer_is_a_transcript_or_our_error_and_never_a_500(engine, server, fake, status, body, retry_after):
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    fake.reset()
+    fake.valid_keys = {KEY}
+    fake.script(*[Fault.answer(status, body, headers)] * 4)
+    try:
+        pairs = engine.transcribe(SPEECH)
+    except errors.GoogleSTTError as exc:
+        hint = getattr(exc, "retry_after", None)
+        assert hint is None or (math.isfinite(hint) and 0 <= hint <= MAX_RETRY_HINT)
+    else:
+        assert all(isinstance(t, str) and isinstance(c, float) and 0 <= c <= 1 for t, c in pairs)
+    reply = server.post("/stt", content=wav(SPEECH))
+    assert reply.status_code in (200, 502, 503, 504), reply.text
+    fake.script(*[Fault.answer(status, body, headers)] * 4)
+    reply = server.post("/lang_detect?valid_langs=en-US,pt-PT", content=wav(SPEECH))
+    assert reply.status_code in (200, 502, 503, 504), reply.text

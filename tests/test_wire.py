@@ -191,3 +191,38 @@ def test_dump_body_is_the_same_json_as_json_dumps():
     body = build_recognize_body(settings, bytes(range(256)) * 7, "en-US", alternative_languages=["pt-PT"])
     assert dump_body(body) == json.dumps(body, separators=(",", ":")).encode()
     assert json.loads(dump_body(body)) == body
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["results", "alternatives", "transcript", "confidence",
+                                                        "languageCode", "x"]), inner, max_size=4),
+                     max_leaves=30)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(_JSON)
+def test_any_json_answer_is_a_valid_transcript_or_unavailable(payload):
+    try:
+        t = parse_response(payload)
+    except errors.UnavailableError:
+        return
+    assert t.language is None or isinstance(t.language, str)
+    for alt in t.alternatives:
+        assert isinstance(alt.text, str)
+        assert alt.confidence is None or (isinstance(alt.confidence, float) and 0 < alt.confidence <= 1)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.integers(100, 599), _JSON)
+def test_any_error_answer_is_an_api_error(status, payload):
+    err = parse_error(status, {"error": payload} if isinstance(payload, dict) else payload, ["SECRET"])
+    assert isinstance(err, errors.APIError) and str(err).isprintable()
+
+
+def test_a_200_holding_an_error_is_not_no_speech():
+    with pytest.raises(errors.UnavailableError, match="'error'"):
+        parse_response({"error": {"code": 403, "message": "denied"}})

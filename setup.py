@@ -49,7 +49,10 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
                  "schemathesis>=4,<5", "matplotlib>=3.5",
                  # its own loaders (module and fallback) in tests/test_ovos_loading.py; pure Python
-                 "ovos-dinkum-listener>=0.5,<1"],
+                 "ovos-dinkum-listener>=0.5,<1",
+                 # Google's own description of the API (its discovery document) and its own
+                 # client's REST transport: what the fake Google is checked against.
+                 "google-api-python-client>=2.100", "google-cloud-speech>=2.20"],
     },
     entry_points={
         "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],

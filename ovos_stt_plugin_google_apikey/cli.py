@@ -22,7 +22,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run a subcommand; the exit status (0 ok, 2 bad configuration or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _log_to_stderr("DEBUG" if args.verbose else "INFO")
+    # The server logs a line per request at INFO; the one-shot commands print their result and
+    # keep retries and such to -v.
+    _log_to_stderr("DEBUG" if args.verbose else "INFO" if args.command == "serve" else "WARNING")
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -163,25 +165,26 @@ def _check(args: argparse.Namespace) -> int:
         engine.recognize(bytes(16000), args.lang)          # 0.5 s of 16 kHz silence
     except UnavailableError as exc:
         print(f"FAILED: {exc}\nCheck the network, a proxy (HTTPS_PROXY) or 'endpoint' "
-              f"({engine.settings.endpoint}).", file=sys.stderr)
+              f"({engine.settings.endpoint_shown}).", file=sys.stderr)
         return 1
     except APIError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     finally:
         engine.shutdown()
-    print(f"OK: Google Speech-to-Text accepted the key ({engine.settings.endpoint}, "
+    print(f"OK: Google Speech-to-Text accepted the key ({engine.settings.endpoint_shown}, "
           f"language {engine.google_language(args.lang)}, "
           f"{(time.monotonic() - started) * 1000:.0f} ms)")
     return 0
 
 
 def _require_engine(config: Dict[str, Any]) -> Any:
-    engine = _engine(config)
-    if engine is None:
+    """The engine for a one-shot command; ConfigError (not the server's warning) without a key."""
+    if not Settings.from_mapping(config).has_key:
         raise ConfigError(f"no Google API key: set the environment variable {KEY_ENV_VARS[0]} "
                           "or 'key' in the plugin's config")
-    return engine
+    from .plugin import GoogleAPIKeySTT
+    return GoogleAPIKeySTT(config)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import time
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -33,12 +35,15 @@ class SpeechClient:
     """Sends speech:recognize requests. Thread-safe: share one per engine.
 
     ``recognize`` raises the APIError subclasses of ``errors``; never a requests exception.
+    Redirects are never followed: the key would go along to wherever they point.
     """
 
     def __init__(self, settings: Settings, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.settings = settings
         self.url = settings.endpoint + RECOGNIZE_PATH
-        self._session = requests.Session()
+        self.endpoint_shown = settings.endpoint_shown
+        self._closed = False
+        self._session = _NoRedirectSession()
         # Google sets no cookies we need; a shared jar would be mutable state across threads.
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         # Proxy settings (HTTPS_PROXY, NO_PROXY) and a CA bundle (REQUESTS_CA_BUNDLE) are read
@@ -46,6 +51,7 @@ class SpeechClient:
         self._session.trust_env = False
         self._session.proxies.update(requests.utils.get_environ_proxies(self.url))
         self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._secrets = settings.secrets + _proxy_secrets(self._session.proxies.values())
         # pool_block: more concurrent callers than connections wait for a free one instead of
         # opening (and then discarding) extra TLS connections to Google.
         self.pool_size = 0
@@ -57,7 +63,7 @@ class SpeechClient:
         })
 
     def __repr__(self) -> str:
-        return f"SpeechClient(url={self.url!r})"
+        return f"SpeechClient(endpoint={self.endpoint_shown!r})"
 
     def ensure_pool_size(self, size: int) -> None:
         """Allow at least ``size`` requests in flight at once. Call before sending requests: the
@@ -74,27 +80,34 @@ class SpeechClient:
             old.close()
 
     def close(self) -> None:
+        """Later calls raise ClosedError."""
+        self._closed = True
         self._session.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.ClosedError("the Google STT engine was shut down; create a new one")
 
     def recognize(self, body: Dict[str, Any], deadline: Optional[float] = None) -> Dict[str, Any]:
         """POST the body, retrying transient failures until ``deadline`` (time.monotonic()).
 
-        Returns Google's 200 JSON. Raises CredentialsError, QuotaError, RequestRejectedError,
-        UnavailableError or DeadlineError.
+        Time spent uploading does not count: the deadline moves on by each upload's length
+        (see ``timeouts``). Returns Google's 200 JSON. Raises CredentialsError, QuotaError,
+        RequestRejectedError, UnavailableError, DeadlineError or ClosedError.
         """
-        if deadline is None:
-            deadline = time.monotonic() + self.settings.timeout
+        self._check_open()
+        budget = [deadline if deadline is not None else time.monotonic() + self.settings.timeout]
         payload = dump_body(body)
         attempt = 0
         while True:
-            error = self._attempt(payload, deadline)
+            error = self._attempt(payload, budget)
             if isinstance(error, dict):
                 return error
             attempt += 1
             if not _retryable(error) or attempt > self.settings.retries:
                 raise error
             wait = error.retry_after if error.retry_after is not None else _backoff(attempt)
-            remaining = deadline - time.monotonic()
+            remaining = budget[0] - time.monotonic()
             if wait >= remaining:
                 raise type(error)(f"{error} (not retried: the next try, in {wait:.1f} s, would pass "
                                   f"the {self.settings.timeout:g} s timeout)",
@@ -105,17 +118,31 @@ class SpeechClient:
                      attempt, error.reason or error.status or type(error).__name__, wait)
             time.sleep(wait)
 
-    def _attempt(self, payload: bytes, deadline: float) -> Any:
-        """One POST: the 200 JSON as a dict, or the APIError it ended in (returned, not raised)."""
-        remaining = deadline - time.monotonic()
+    def _attempt(self, payload: bytes, budget: List[float]) -> Any:
+        """One POST: the 200 JSON as a dict, or the APIError it ended in (returned, not raised).
+
+        ``budget[0]``, the deadline, moves on by the time this attempt spends uploading.
+        """
+        remaining = budget[0] - time.monotonic()
         if remaining <= 0:
             return errors.DeadlineError(
                 f"no answer from Google within the {self.settings.timeout:g} s timeout")
-        watchdog = timeouts.Watchdog(remaining)
+        watchdogs = [timeouts.Watchdog(remaining)]      # connecting and sending the headers
+
+        def started() -> None:
+            watchdogs[0].cancel()                       # from here on, bounded by progress
+
+        def sent() -> None:
+            assert upload.started_at is not None
+            budget[0] += time.monotonic() - upload.started_at
+            watchdogs.append(timeouts.Watchdog(max(0.001, budget[0] - time.monotonic())))
+
+        upload = timeouts.Upload(payload, started, sent)
         try:
-            return self._exchange(payload, lambda: deadline, remaining, [watchdog])
+            return self._exchange(upload, lambda: budget[0], remaining, watchdogs, upload)
         finally:
-            watchdog.cancel()
+            for watchdog in watchdogs:
+                watchdog.cancel()
 
     def recognize_streaming(self, parts: Iterable[bytes]) -> Dict[str, Any]:
         """POST a body that is still being made (chunked transfer encoding), e.g. while the
@@ -125,11 +152,13 @@ class SpeechClient:
         Returns Google's 200 JSON; raises an APIError subclass. An exception raised by
         ``parts`` itself propagates unchanged (the request is abandoned).
         """
+        self._check_open()
         deadline = [float("inf")]
         watchdog: List[timeouts.Watchdog] = []
 
         def body() -> Iterator[bytes]:
             yield from parts
+            timeouts.wait_acknowledged(timeouts.UPLOAD_STALL)
             deadline[0] = time.monotonic() + self.settings.timeout
             watchdog.append(timeouts.Watchdog(self.settings.timeout))
 
@@ -148,52 +177,124 @@ class SpeechClient:
         A keyless HEAD of the endpoint's root: Google answers 404 at no cost. Failures are
         only logged; the recognition that follows reports them properly.
         """
+        if self._closed:
+            return
         try:
-            self._session.head(self.settings.endpoint + "/", headers={API_KEY_HEADER: None},
-                               timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT)).close()
+            with self._session.head(self.settings.endpoint + "/", headers={API_KEY_HEADER: None},
+                                    timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT),
+                                    allow_redirects=False) as resp:
+                if 300 <= resp.status_code < 400:
+                    LOG.debug("%s", self._redirect(resp).args[0])
         except requests.RequestException as exc:
-            LOG.debug("warming the connection to %s failed: %s", self.settings.endpoint, exc)
+            LOG.debug("warming the connection to %s failed: %s", self.endpoint_shown,
+                      errors.scrub(_describe(exc), self._secrets))
 
     def _exchange(self, data: Any, deadline: Callable[[], float], read_timeout: float,
-                  watchdogs: List[timeouts.Watchdog]) -> Any:
+                  watchdogs: List[timeouts.Watchdog],
+                  upload: Optional[timeouts.Upload] = None) -> Any:
         """Send, read within ``deadline()``, and map the answer: a dict or an APIError."""
         timeouts.begin(read_timeout)
         try:
-            with self._session.post(self.url, data=data, stream=True,
+            with self._session.post(self.url, data=data, stream=True, allow_redirects=False,
                                     timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout)) as resp:
+                if 300 <= resp.status_code < 400:
+                    return self._redirect(resp)
                 content = _read(resp, deadline())
                 status, retry_after = resp.status_code, resp.headers.get("Retry-After")
         except errors.DeadlineError as exc:
             return exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             # HTTPError: urllib3's EmptyPoolError (no free connection in time) is not wrapped.
+            if upload is not None and upload.started_at is not None and upload.sent_at is None \
+                    and _timed_out(exc):
+                return errors.DeadlineError(
+                    f"the upload to {self.endpoint_shown} made no progress for "
+                    f"{timeouts.UPLOAD_STALL:g} s: the connection stalled")
             timed_out = isinstance(exc, (requests.Timeout, urllib3.exceptions.EmptyPoolError))
             if timed_out or any(w.fired for w in watchdogs) or time.monotonic() >= deadline():
                 return errors.DeadlineError(
-                    f"no answer from Google within the {self.settings.timeout:g} s timeout "
-                    f"({type(exc).__name__})")
-            return errors.UnavailableError(
-                f"cannot reach {self.settings.endpoint}: {_describe(exc)}")
+                    f"no answer from Google within the {self.settings.timeout:g} s timeout")
+            return errors.UnavailableError(errors.scrub(
+                f"cannot reach {self.endpoint_shown}: {_describe(exc)}", self._secrets))
         finally:
             timeouts.end()
         try:
             data = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):    # RecursionError: JSON nested too deep
             data = None
         if status == 200:
             if isinstance(data, dict):
                 return data
             return errors.UnavailableError(
-                f"Google answered 200 with a body that is not JSON ({len(content)} bytes); "
-                "a proxy or captive portal may be in the way", status=200)
-        error = parse_error(status, data, self.settings.key)
-        if retry_after is not None and parse_duration(retry_after) is not None:
-            error.retry_after = parse_duration(retry_after)
+                f"{self.endpoint_shown} answered 200 with a body that is not JSON, or not a JSON "
+                f"object ({len(content)} bytes); a proxy or captive portal may be in the way",
+                status=200)
+        error = parse_error(status, data, self._secrets)
+        hint = parse_duration(retry_after) if retry_after is not None else None
+        if hint is None:
+            hint = error.retry_after
+        error.retry_after = hint       # finite, 0 to MAX_RETRY_HINT; never waited for past the deadline
         return error
+
+    def _redirect(self, resp: requests.Response) -> errors.UnavailableError:
+        """A 3xx as an error naming where it pointed (its host only: a URL may carry anything)."""
+        return errors.UnavailableError(errors.scrub(
+            f"{self.endpoint_shown} answered {resp.status_code} redirecting to "
+            f"{_host(self.url, resp.headers.get('Location', ''))}; redirects are not followed, "
+            "so the key goes nowhere else. If that is where Google is, set 'endpoint' to it",
+            self._secrets), status=resp.status_code)
+
+
+class _NoRedirectSession(requests.Session):
+    """A Session that never looks at Location: even with allow_redirects=False, requests
+    prepares the next request, reading the whole 3xx body and parsing the Location."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
+def _host(base: str, location: str) -> str:
+    """The host (and port) a Location header points to, or a description of it."""
+    try:
+        parts = urlsplit(urljoin(base, location[:2000]))
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an unparsable address"
+    host = "".join(c for c in host if c.isalnum() or c in ".-_:")[:255]
+    return f"{host}{port}" if host else "no address"
+
+
+def _proxy_secrets(proxies: Iterable[str]) -> Tuple[str, ...]:
+    found = []
+    for proxy in proxies:
+        try:
+            parts = urlsplit(proxy)
+            found += [parts.password or "", parts.username or ""]
+        except ValueError:
+            continue
+    return tuple(s for s in found if len(s) >= 3)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a socket timeout is in ``exc``'s chain (requests' and urllib3's wrapping)."""
+    seen = 0
+    cause: Optional[BaseException] = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, (TimeoutError, socket.timeout, requests.Timeout,
+                              urllib3.exceptions.TimeoutError)):
+            return True
+        nested = next((a for a in cause.args if isinstance(a, BaseException)), None)
+        reason = getattr(cause, "reason", None)
+        cause = cause.__cause__ or cause.__context__ or nested or (
+            reason if isinstance(reason, BaseException) else None)
+        seen += 1
+    return False
 
 
 def _read(resp: requests.Response, deadline: float) -> bytes:
-    chunks, size = [], 0
+    chunks: List[bytes] = []
+    size = 0
     for chunk in resp.iter_content(READ_CHUNK):
         chunks.append(chunk)
         size += len(chunk)

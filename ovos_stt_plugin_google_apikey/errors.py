@@ -11,16 +11,32 @@
         │   └── KeyTypeError           this kind of key is not accepted (use a standard AIza... key)
         ├── QuotaError         wait: Google's request quota is used up (429)
         ├── RequestRejectedError  Google refused the request as sent (other 4xx)
-        │   └── ModelNotSupportedError  the model does not support the language
-        └── UnavailableError   try again: 5xx, connection failure, unreadable answer
-            └── DeadlineError  no answer within the configured timeout
+        │   ├── ModelNotSupportedError  the model does not support the language
+        │   └── EndpointError  the endpoint has no such method (404): fix 'endpoint'
+        └── UnavailableError   try again: 5xx, connection failure, redirect, unreadable answer
+            ├── DeadlineError  no answer within the configured timeout, or a stalled upload
+            └── ClosedError    the engine was shut down
 
 No ``requests`` exception escapes this package; they are wrapped with ``raise ... from``.
-Messages never contain the API key.
+Messages and every attribute never contain the API key or the endpoint's credentials.
 """
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Optional, Sequence
+from urllib.parse import quote
+
+_UNPRINTABLE = re.compile(r"[^\S ]+|[\x00-\x1f\x7f-\x9f]+")
+
+
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` on one line, with each secret (as is or URL-quoted, in any case: a host name
+    comes back lower-cased) replaced by ***."""
+    for secret in secrets:
+        if secret:
+            for form in {secret, quote(secret, safe="")}:
+                text = re.sub(re.escape(form), "***", text, flags=re.IGNORECASE)
+    return _UNPRINTABLE.sub(" ", text)
 
 CONSOLE_CREDENTIALS = "https://console.cloud.google.com/apis/credentials"
 CONSOLE_SPEECH_API = "https://console.cloud.google.com/apis/library/speech.googleapis.com"
@@ -89,9 +105,17 @@ class ModelNotSupportedError(RequestRejectedError):
     """The configured model does not support the requested language."""
 
 
+class EndpointError(RequestRejectedError):
+    """The endpoint answered 404: 'endpoint' does not lead to speech:recognize."""
+
+
 class UnavailableError(APIError):
-    """Google could not be reached, failed (5xx), or sent an unreadable answer."""
+    """Google could not be reached, failed (5xx), redirected, or sent an unreadable answer."""
 
 
 class DeadlineError(UnavailableError):
-    """Google did not answer within the configured timeout."""
+    """Google did not answer within the configured timeout, or the upload stalled."""
+
+
+class ClosedError(UnavailableError):
+    """The engine was shut down; build a new one."""

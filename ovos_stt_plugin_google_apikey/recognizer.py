@@ -12,7 +12,8 @@ from ovos_utils.log import LOG
 from . import audio as audio_mod
 from . import encoders
 from .client import SpeechClient
-from .errors import APIError, AudioError, DeadlineError, GoogleSTTError, ModelNotSupportedError
+from .errors import (APIError, AudioError, ClosedError, DeadlineError, GoogleSTTError,
+                     ModelNotSupportedError)
 from .settings import Settings
 from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
                    parse_response)
@@ -77,7 +78,7 @@ class Recognizer:
                   for i in range(0, len(languages), LANGS_PER_REQUEST)]
         if len(groups) == 1:
             return self.recognize_piece(pcm, groups[0][0], groups[0][1:], deadline)
-        futures = [self._candidates.submit(self.recognize_piece, pcm, g[0], g[1:], deadline)
+        futures = [self._submit(self._candidates, self.recognize_piece, pcm, g[0], g[1:], deadline)
                    for g in groups]
         transcripts = _gather(futures, deadline=deadline, timeout=self.settings.timeout)
         return max(transcripts, key=_score)
@@ -125,7 +126,7 @@ class Recognizer:
                     progress(done, len(pieces))
             return result
 
-        futures = [self._parts.submit(one, piece) for piece in pieces]
+        futures = [self._submit(self._parts, one, piece) for piece in pieces]
         parts = _gather(futures, pieces)
         texts = [p.text for p in parts if p.text]
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
@@ -133,6 +134,14 @@ class Recognizer:
         if not texts:
             return Transcript((), language)
         return Transcript((Alternative(" ".join(texts), confidence),), language)
+
+    @staticmethod
+    def _submit(pool: ThreadPoolExecutor, fn: Callable[..., Transcript],
+                *args: object) -> "Future[Transcript]":
+        try:
+            return pool.submit(fn, *args)
+        except RuntimeError as exc:          # the pool was shut down
+            raise ClosedError("the Google STT engine was shut down; create a new one") from exc
 
     @property
     def model_refused_for(self) -> Set[str]:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ovos_utils.log import LOG
 
@@ -14,6 +15,11 @@ ENCODINGS = ("linear16", "flac", "ogg_opus")
 
 KEY_ENV_VARS = ("GOOGLE_STT_API_KEY", "STT_PW")
 DEFAULT_ENDPOINT = "https://speech.googleapis.com"
+RECOGNIZE_PATH = "/v1/speech:recognize"      # appended to 'endpoint'
+# RFC 9110 token characters: what a header value can carry as it is. Google keys are
+# AIza + 35 of [A-Za-z0-9_-]; proxies and compatible servers may use others.
+KEY_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HOST_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 # v1 models per cloud_speech.proto, plus the telephony names Google's console offers.
 MODELS = ("latest_short", "latest_long", "command_and_search", "default", "phone_call",
           "video", "telephony", "telephony_short", "medical_conversation", "medical_dictation")
@@ -31,7 +37,8 @@ class Settings:
 
     key: str = field(default="", repr=False)   # the secret: never in repr, logs or errors
     lang: Optional[str] = None
-    endpoint: str = DEFAULT_ENDPOINT
+    # May hold user:password@ for a proxy; shown only as ``endpoint_shown``.
+    endpoint: str = field(default=DEFAULT_ENDPOINT, repr=False)
     model: Optional[str] = "latest_short"
     use_enhanced: bool = False
     punctuation: bool = True
@@ -50,6 +57,22 @@ class Settings:
     def has_key(self) -> bool:
         return bool(self.key)
 
+    @property
+    def endpoint_shown(self) -> str:
+        """The endpoint with any user:password replaced by ***, for messages and logs."""
+        return redact_url(self.endpoint)
+
+    @property
+    def secrets(self) -> Tuple[str, ...]:
+        """What must never be shown: the key and the endpoint's credentials."""
+        parts = urlsplit(self.endpoint)
+        found = [self.key, parts.password or "", parts.username or ""]
+        return tuple(s for s in found if len(s) >= 3)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"Settings(endpoint={self.endpoint_shown!r}, {shown})"
+
     @classmethod
     def from_mapping(cls, config: Optional[Mapping[str, Any]] = None,
                      env: Mapping[str, str] = os.environ) -> "Settings":
@@ -61,11 +84,11 @@ class Settings:
         known = {f.name for f in fields(cls)}
         for name in sorted(set(config) - known - OVOS_MERGED_KEYS):
             LOG.debug("ignoring unknown setting %r", name)
-        key = config.get("key") or next((env[v] for v in KEY_ENV_VARS if env.get(v)), "")
-        if not isinstance(key, str):
-            raise ConfigError("'key' must be a string (your Google API key)")
+        source = "'key'" if config.get("key") else next(
+            (v for v in KEY_ENV_VARS if env.get(v)), "'key'")
+        key = config.get("key") or env.get(source, "")
         values = {
-            "key": key.strip(),
+            "key": _key(key, source),
             "lang": _optional_str(config, "lang"),
             "endpoint": _endpoint(config.get("endpoint", DEFAULT_ENDPOINT)),
             "model": _model(config.get("model", "latest_short")),
@@ -131,18 +154,76 @@ def _strings(config: Mapping[str, Any], name: str) -> Tuple[str, ...]:
     return tuple(value)
 
 
+def _key(value: Any, source: str) -> str:
+    """The key without surrounding whitespace; ConfigError (never showing it) if it cannot
+    be sent as a header value."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{source} must be a string (your Google API key)")
+    key = value.strip()
+    if not key or KEY_TOKEN.fullmatch(key):
+        return key
+    if any(c in "\r\n" for c in key):
+        what = "more than one line (e.g. a comment after the key)"
+    elif any(c.isspace() for c in key):
+        what = "a space inside it"
+    elif not key.isascii():
+        what = "a non-ASCII character"
+    elif not key.isprintable():
+        what = "a control character"
+    else:
+        what = "a character that cannot be sent in an HTTP header (quotes, brackets, ...)"
+    raise ConfigError(f"{source} is not a usable API key: it holds {what}. A Google API key is "
+                      "one word of letters, digits, '-' and '_' (a standard key starts with AIza); "
+                      "set exactly the key (it is not shown here)")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user:password replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 def _endpoint(value: Any) -> str:
+    """A base URL, checked in full now rather than at the first request."""
     allowed = ("'endpoint' must be an http(s) base URL such as "
                f"{DEFAULT_ENDPOINT} or https://eu-speech.googleapis.com")
     if not isinstance(value, str):
         raise ConfigError(f"{allowed}; got {value!r}")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"{allowed}; got {value!r}")
+    value = value.strip()
+    shown = redact_url(value)
+    if not value.isprintable() or any(c.isspace() for c in value) or not value.isascii():
+        raise ConfigError(f"{allowed}, with no spaces, control or non-ASCII characters "
+                          f"(write a non-ASCII host name in its xn-- form); got {shown!r}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:       # "[::1" or a port that is not 0-65535
+        raise ConfigError(f"{allowed}; got {shown!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or "?" in value or "#" in value:
+        raise ConfigError(f"{allowed}; got {shown!r}")
+    if port == 0:
+        raise ConfigError(f"'endpoint' has port 0; give a port from 1 to 65535; got {shown!r}")
+    if not (parts.netloc.rpartition("@")[2].startswith("[") or HOST_NAME.fullmatch(parts.hostname)):
+        raise ConfigError(f"'endpoint' has an invalid host name {parts.hostname!r}; got {shown!r}")
+    path = parts.path.rstrip("/")
+    if path.endswith(RECOGNIZE_PATH):
+        LOG.info("'endpoint' names the method; using its base %s (the plugin appends %s)",
+                 redact_url(value[: value.rfind(RECOGNIZE_PATH)]), RECOGNIZE_PATH)
+        path = path[: -len(RECOGNIZE_PATH)]
+    elif ":" in path or re.search(r"/v\d[a-z0-9]*$", path):
+        raise ConfigError(f"'endpoint' is the base URL, without the API version or method (the "
+                          f"plugin appends {RECOGNIZE_PATH}): e.g. {DEFAULT_ENDPOINT} or "
+                          f"http://host:port/prefix; got {shown!r}")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         LOG.warning("endpoint %s is plain http: the API key crosses the network unencrypted",
-                    f"http://{parts.netloc}")
-    return value.strip().rstrip("/")
+                    shown)
+    return urlunsplit(parts._replace(path=path)).rstrip("/")
 
 
 def _model(value: Any) -> Optional[str]:

@@ -5,12 +5,25 @@ caller waiting for a free pooled connection waits no longer than its own deadlin
 
 Use ``DeadlineAdapter`` on the session, and around each request ``begin(seconds)`` /
 ``end()`` in the thread that sends it.
+
+Uploads are bounded by progress, not by the answer's deadline: an ``Upload`` body makes each
+16 KB block's send fail after ``UPLOAD_STALL`` s without progress, and at its end waits until
+the peer has acknowledged every byte (the kernel and a home router may hold seconds of audio
+at 1 Mbit/s) before calling ``on_sent``, where the caller starts the answer's deadline.
 """
 from __future__ import annotations
 
+import select
 import socket
+import struct
 import threading
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Callable, Dict, Optional
+
+from . import errors
+
+UPLOAD_STALL = 5.0           # seconds an upload may make no progress before it is given up
+ACK_POLL = 0.01              # seconds between looks at the unacknowledged bytes
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -104,3 +117,73 @@ def end() -> None:
     """This thread's request is over: forget its connection and its pool wait."""
     _ACTIVE.pop(threading.get_ident(), None)
     _POOL_WAIT.pop(threading.get_ident(), None)
+
+
+class Upload:
+    """A request body for requests/urllib3, read in blocks by the sending thread.
+
+    ``on_sent()`` runs in that thread once the last byte is acknowledged (or the peer has
+    answered already). Raises DeadlineError from ``read`` when the acknowledgements stall.
+    """
+
+    def __init__(self, data: bytes, on_start: Callable[[], None],
+                 on_sent: Callable[[], None]) -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+        self._on_start, self._on_sent = on_start, on_sent
+        self.started_at: Optional[float] = None
+        self.sent_at: Optional[float] = None
+
+    def __len__(self) -> int:           # requests sends Content-Length, not chunks
+        return len(self._data) - self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+            self._on_start()
+            sock = _active_socket()
+            if sock is not None:        # each block's send: no progress for this long fails
+                sock.settimeout(UPLOAD_STALL)
+        if self._pos >= len(self._data):
+            if self.sent_at is None:
+                wait_acknowledged(UPLOAD_STALL)
+                self.sent_at = time.monotonic()
+                self._on_sent()
+            return b""
+        end = len(self._data) if size is None or size < 0 else self._pos + size
+        block = self._data[self._pos:end].tobytes()
+        self._pos += len(block)
+        return block
+
+
+def _active_socket() -> Optional[socket.socket]:
+    return getattr(_ACTIVE.get(threading.get_ident()), "sock", None)
+
+
+def wait_acknowledged(stall: float) -> None:
+    """Wait until the peer has acknowledged all bytes this thread's connection sent.
+
+    Returns at once where the kernel cannot tell (not Linux), or when the peer has
+    answered. Raises DeadlineError when the unacknowledged bytes do not shrink for ``stall`` s.
+    """
+    sock = _active_socket()
+    if sock is None:
+        return
+    try:
+        import fcntl
+        import termios
+        fd = sock.fileno()
+        least, since = None, time.monotonic()
+        while True:
+            pending = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            if pending <= 0:
+                return
+            if least is None or pending < least:
+                least, since = pending, time.monotonic()
+            elif time.monotonic() - since > stall:
+                raise errors.DeadlineError(
+                    f"the upload made no progress for {stall:g} s: the connection stalled")
+            if select.select([fd], [], [], ACK_POLL)[0]:
+                return
+    except (ImportError, AttributeError, OSError, ValueError):
+        return

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from . import errors
-from .settings import Settings
+from .settings import RECOGNIZE_PATH, Settings
 
-RECOGNIZE_PATH = "/v1/speech:recognize"
+__all__ = ["RECOGNIZE_PATH"]       # re-exported: the path belongs to the wire format
 MAX_REQUEST_BYTES = 10 * 1024 * 1024     # Google: "Request payload size exceeds the limit: 10485760 bytes."
 MAX_SYNC_SECONDS = 60.0                  # Google: "Sync input too long" past one minute
 LINEAR16 = "LINEAR16"
@@ -18,6 +19,10 @@ ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 # Languages written without spaces between words: results are joined with no separator.
 NO_SPACE_LANGS = ("cmn", "yue", "ja", "th", "lo", "km", "my", "zh")
+# What an answer's languageCode may look like; anything else is ignored.
+LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,4}")
+MAX_FIELD_CHARS = 500       # of Google's message or reason, kept in our errors
+MAX_RETRY_HINT = 3600.0     # seconds; a longer hint is taken as this (the client clamps further)
 
 _REASON_ERRORS: Dict[str, Type[errors.APIError]] = {
     "API_KEY_INVALID": errors.InvalidKeyError,
@@ -48,6 +53,8 @@ _ADVICE: Dict[Type[errors.APIError], str] = {
     errors.QuotaError: f"wait and retry, or raise the quota at {errors.CONSOLE_QUOTAS}",
     errors.ModelNotSupportedError: "set 'model' to one that supports the language, or null",
     errors.RequestRejectedError: "check the audio format, language and settings",
+    errors.EndpointError: "check 'endpoint': it is the base URL, such as https://speech.googleapis.com; "
+                          f"the plugin appends {RECOGNIZE_PATH}",
     errors.UnavailableError: "Google is unavailable; try again shortly",
     errors.DeadlineError: "Google did not answer in time; try again, or raise 'timeout'",
 }
@@ -117,20 +124,25 @@ def dump_body(body: Dict[str, Any]) -> bytes:
 def parse_response(payload: Any) -> Transcript:
     """Turn a 200 body into a Transcript; several results (pauses) are joined in order.
 
-    Raises UnavailableError when the body is not shaped like a RecognizeResponse.
+    Raises UnavailableError when the body is not shaped like a RecognizeResponse. A
+    confidence that is not a number in [0, 1] counts as not given; a languageCode that is
+    not a language tag is ignored.
     """
-    try:
-        results = payload.get("results") or []
-        per_result: List[List[Alternative]] = []
-        language = None
-        for result in results:
-            alternatives = [_alternative(alt) for alt in result.get("alternatives") or []]
-            alternatives = [alt for alt in alternatives if alt.text.strip()]
-            if alternatives:
-                per_result.append(alternatives)
-                language = language or result.get("languageCode")
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise errors.UnavailableError(f"Google's answer has an unexpected shape: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise _shape("the answer is not a JSON object")
+    if "error" in payload:          # a proxy's failure dressed as success is not "no speech"
+        raise _shape("it holds an 'error'")
+    results = _list(payload.get("results"), "results")
+    per_result: List[List[Alternative]] = []
+    language = None
+    for result in results:
+        if not isinstance(result, dict):
+            raise _shape("a result is not an object")
+        alternatives = [_alternative(alt) for alt in _list(result.get("alternatives"), "alternatives")]
+        alternatives = [alt for alt in alternatives if alt.text.strip()]
+        if alternatives:
+            per_result.append(alternatives)
+            language = language or _language(result.get("languageCode"))
     if not per_result:
         return Transcript((), language)
     joined: List[Alternative] = []
@@ -144,15 +156,46 @@ def parse_response(payload: Any) -> Transcript:
     return Transcript(tuple(joined), language)
 
 
-def _alternative(alt: Dict[str, Any]) -> Alternative:
+def _shape(what: str) -> errors.UnavailableError:
+    return errors.UnavailableError(f"Google's answer has an unexpected shape: {what}", status=200)
+
+
+def _list(value: Any, name: str) -> List[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _shape(f"'{name}' is not a list")
+    return value
+
+
+def _alternative(alt: Any) -> Alternative:
+    if not isinstance(alt, dict):
+        raise _shape("an alternative is not an object")
     text = alt.get("transcript", "")
     if not isinstance(text, str):
-        raise TypeError("transcript is not a string")
-    confidence = alt.get("confidence")
-    # 0.0 is Google's "not set" sentinel (proto3 default), not zero confidence.
-    if not confidence:
-        confidence = None
-    return Alternative(text, float(confidence) if confidence is not None else None)
+        raise _shape("a transcript is not a string")
+    return Alternative(text, _confidence(alt.get("confidence")))
+
+
+def _confidence(value: Any) -> Optional[float]:
+    """A number in (0, 1], else None. Proto3 JSON may write a float as a string ("0.9").
+    0.0 is Google's "not set" sentinel (proto3 default), not zero confidence."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        return None
+    return float(value)
+
+
+def _language(value: Any) -> Optional[str]:
+    if isinstance(value, str) and len(value) <= 35 and LANGUAGE_CODE.fullmatch(value):
+        return value
+    return None
 
 
 def _join(parts: Sequence[str], language: Optional[str]) -> str:
@@ -163,32 +206,40 @@ def _join(parts: Sequence[str], language: Optional[str]) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()
 
 
-def parse_error(status: int, payload: Any, secret: str = "") -> errors.APIError:
+def parse_error(status: int, payload: Any, secrets: Sequence[str] = ()) -> errors.APIError:
     """Map an HTTP error answer (a google.rpc.Status body, or anything else) to an APIError.
 
-    ``secret`` is scrubbed from Google's message before it goes into ours.
+    Every field taken from the answer is scrubbed of ``secrets`` (an endpoint may echo the
+    key anywhere), made one line and cut to MAX_FIELD_CHARS; fields of the wrong type are
+    ignored.
     """
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
         error = {}
-    message = str(error.get("message") or "")
-    if secret:
-        message = message.replace(secret, "***")
-    google_status = str(error.get("status") or "")
+    message = _field(error.get("message"), secrets)
+    google_status = _field(error.get("status"), secrets)
     reason, retry_delay = "", None
-    for detail in error.get("details") or []:
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
         if not isinstance(detail, dict):
             continue
         if detail.get("@type") == ERROR_INFO:
-            reason = str(detail.get("reason") or "")
+            reason = reason or _field(detail.get("reason"), secrets)
         elif detail.get("@type") == RETRY_INFO:
             retry_delay = parse_duration(detail.get("retryDelay"))
     cls = _classify(status, reason, message)
     what = reason or google_status or f"HTTP {status}"
-    told = f": {message}" if message else " (not a Google error body)"
+    told = f": {message.rstrip('.')}" if message else " (not a Google error body)"
     text = f"Google Speech-to-Text refused the request ({status} {what}){told}. To fix: {_ADVICE[cls]}"
     return cls(text, status=status, reason=reason or google_status,
                google_message=message, retry_after=retry_delay)
+
+
+def _field(value: Any, secrets: Sequence[str]) -> str:
+    """A string field of an error answer, safe to show: else ""."""
+    if not isinstance(value, str):
+        return ""
+    return errors.scrub(value, secrets)[:MAX_FIELD_CHARS]
 
 
 def _classify(status: int, reason: str, message: str) -> Type[errors.APIError]:
@@ -205,6 +256,8 @@ def _classify(status: int, reason: str, message: str) -> Type[errors.APIError]:
         return errors.ModelNotSupportedError
     if status == 400 and "api key not valid" in lowered:
         return errors.InvalidKeyError
+    if status == 404:
+        return errors.EndpointError
     if status == 429:
         return errors.QuotaError
     if status in (401, 403):
@@ -217,10 +270,17 @@ def _classify(status: int, reason: str, message: str) -> Type[errors.APIError]:
 
 
 def parse_duration(value: Any) -> Optional[float]:
-    """Google's JSON Duration ("1.5s") or an HTTP Retry-After seconds value, in seconds."""
-    if value is None:
+    """Google's JSON Duration ("1.5s") or an HTTP Retry-After seconds value, in seconds,
+    at most MAX_RETRY_HINT; None for anything else (an HTTP date, "inf", garbage)."""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if len(text) > 32:
         return None
     try:
-        return max(0.0, float(str(value).strip().rstrip("s")))
+        seconds = float(text[:-1] if text.endswith("s") else text)
     except ValueError:
         return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_HINT)

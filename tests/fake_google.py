@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+import discovery
+
 try:  # optional: decodes FLAC/OGG to PCM so the default recognizer can tell silence from speech
     import soundfile
 except (ImportError, OSError):  # OSError: the wheel without a bundled libsndfile on a bare system
@@ -48,11 +50,7 @@ ENCODINGS = ("ENCODING_UNSPECIFIED", "LINEAR16", "FLAC", "MULAW", "AMR", "AMR_WB
 OPUS_RATES = frozenset({8000, 12000, 16000, 24000, 48000})
 FIXED_RATES = {"AMR": {8000}, "AMR_WB": {16000}, "SPEEX_WITH_HEADER_BYTE": {16000},
                "OGG_OPUS": OPUS_RATES, "WEBM_OPUS": OPUS_RATES}
-CONFIG_FIELDS = frozenset({
-    "encoding", "sampleRateHertz", "audioChannelCount", "enableSeparateRecognitionPerChannel", "languageCode",
-    "alternativeLanguageCodes", "maxAlternatives", "profanityFilter", "speechContexts", "adaptation",
-    "transcriptNormalization", "enableWordTimeOffsets", "enableWordConfidence", "enableAutomaticPunctuation",
-    "enableSpokenPunctuation", "enableSpokenEmojis", "diarizationConfig", "metadata", "model", "useEnhanced"})
+CONFIG_FIELDS = frozenset(discovery.schema("RecognitionConfig")["properties"])  # Google's own list
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 405: "UNIMPLEMENTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
                 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -207,6 +205,16 @@ class Fault:
     def delay(cls, seconds: float) -> Fault:  # wait, then answer normally
         return cls("delay", seconds=seconds)
 
+    @classmethod
+    def answer(cls, status: int, body: dict | list | str, headers: dict[str, str] | None = None) -> Fault:
+        """Any status, body (JSON, or text sent as it is) and headers: a misbehaving endpoint."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        return cls("status", status, text, dict(headers or {}))
+
+    @classmethod
+    def redirect(cls, status: int, location: str) -> Fault:
+        return cls("status", status, "Moved", {"Location": location})
+
 
 class _Reject(Exception):
     def __init__(self, code: int, message: str, details: list[dict] | None = None) -> None:
@@ -349,21 +357,16 @@ def check_request(body: bytes, unsupported_models: set[tuple[str, str]]) -> tupl
     """Validate a recognize body in Google's order; returns the camelCase request and its audio, or raises _Reject."""
     try:
         raw = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _Reject(400, "Invalid JSON payload received. Unexpected token.") from None
-    if not isinstance(raw, dict):
-        raise _Reject(400, 'Invalid JSON payload received. Unknown name "": Root element must be a message.')
-    for name in raw.keys() - {"config", "audio"}:
-        raise _Reject(400, f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.')
-    sections = {}
-    for part, known in (("config", CONFIG_FIELDS), ("audio", {"content", "uri"})):
-        value = raw.get(part, {})
-        if not isinstance(value, dict):
-            raise _Reject(400, f"Invalid value at '{part}' ({json.dumps(value)[:40]})")
-        for name in value:
-            if _camel(name) not in known:
-                raise _Reject(400, f"Invalid JSON payload received. Unknown name \"{name}\" at '{part}': Cannot find field.")
-        sections[part] = {_camel(name): item for name, item in value.items()}
+    refused = discovery.problems(raw, "RecognizeRequest")  # Google's schema first, as its JSON parser does
+    if refused:
+        raise _Reject(400, refused[0])
+    sections = {part: {_camel(name): item for name, item in (raw.get(part) or {}).items() if item is not None}
+                for part in ("config", "audio")}
+    for name in ("maxAlternatives", "sampleRateHertz", "audioChannelCount"):  # int32 may arrive as "16000"
+        if name in sections["config"]:
+            sections["config"][name] = int(float(sections["config"][name]))
     config, audio = sections["config"], sections["audio"]
     if "content" in audio and "uri" in audio:
         raise _Reject(400, "Invalid JSON payload received. Oneof field 'audio_source' is already set. Cannot set 'uri'.")
@@ -454,7 +457,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:  # what a client warming its connection sends: a bodiless 404, kept alive
         self.server.fake._record(self, urlsplit(self.path), b"", False, time.monotonic())
-        self.send_response(404)
+        status, headers = self.server.fake.head_answer
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -472,8 +478,9 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Dropped
             return self._send(*fake._answer(key, bytes(self._body), too_large))
         if fault.kind == "status":
-            kind = JSON_TYPE if isinstance(fault.body, dict) else "text/plain; charset=UTF-8"
-            return self._send(fault.status, fault.body or google_error(fault.status), kind, fault.headers)
+            kind = JSON_TYPE if isinstance(fault.body, dict) or str(fault.body)[:1] in "{[" else "text/plain; charset=UTF-8"
+            body = google_error(fault.status) if fault.body is None else fault.body
+            return self._send(fault.status, body, kind, fault.headers)
         if fault.kind in ("html", "truncated", "shape"):
             kind = "text/html; charset=UTF-8" if fault.kind == "html" else JSON_TYPE
             return self._send(fault.status, fault.body, kind, fault.headers)
@@ -534,6 +541,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if len(self._body) >= fake.drop_after_bytes:
                     raise _Dropped
                 want = min(want, fake.drop_after_bytes - len(self._body))
+            if fake.stall_after_bytes is not None:  # a dead uplink: the connection stays open, nothing moves
+                if len(self._body) >= fake.stall_after_bytes:
+                    fake._stopping.wait()
+                    raise _Dropped
+                want = min(want, fake.stall_after_bytes - len(self._body))
             data = self.rfile.read(want)
             if not data:
                 raise _Dropped
@@ -606,10 +618,11 @@ class FakeGoogle:
 
     def __init__(self, *, prefix: str = "", valid_keys: Iterable[str] = ("test-key",),
                  delay: float = 0.0, refuse_chunked: int | None = None, read_rate_bps: float | None = None,
-                 drop_after_bytes: int | None = None) -> None:
+                 drop_after_bytes: int | None = None, stall_after_bytes: int | None = None) -> None:
         self.prefix = prefix.rstrip("/")
         self._defaults = dict(valid_keys=frozenset(valid_keys), delay=delay, refuse_chunked=refuse_chunked,
-                              read_rate_bps=read_rate_bps, drop_after_bytes=drop_after_bytes)
+                              read_rate_bps=read_rate_bps, drop_after_bytes=drop_after_bytes,
+                              stall_after_bytes=stall_after_bytes)
         self._lock, self._stopping = threading.Lock(), threading.Event()
         self._faults: deque[Fault] = deque()
         self._server: _Server | None = None
@@ -628,7 +641,9 @@ class FakeGoogle:
         self.refuse_chunked: int | None = self._defaults["refuse_chunked"]
         self.read_rate_bps: float | None = self._defaults["read_rate_bps"]
         self.drop_after_bytes: int | None = self._defaults["drop_after_bytes"]
+        self.stall_after_bytes: int | None = self._defaults["stall_after_bytes"]
         self.recognizer = default_recognizer
+        self.head_answer: tuple[int, dict[str, str]] = (404, {})
         self.key_errors = {}
         self.unsupported_models = set(DEFAULT_UNSUPPORTED)
 

@@ -1,6 +1,9 @@
-"""Against the real Google API: skipped unless GOOGLE_STT_API_KEY holds a real key."""
+"""Against the real Google API: runs only when asked for with GOOGLE_STT_LIVE_TEST=1 (and
+GOOGLE_STT_API_KEY holding a real key). A key exported for everyday use is not enough: the
+ordinary test command must pass whatever the environment holds."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -9,8 +12,13 @@ import pytest
 from conftest import LIVE_KEY
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 
+LIVE_OPT_IN = "GOOGLE_STT_LIVE_TEST"
+ASKED = os.environ.get(LIVE_OPT_IN) == "1"
+
 pytestmark = [pytest.mark.live,
-              pytest.mark.skipif(not LIVE_KEY, reason="set GOOGLE_STT_API_KEY to a real key to run")]
+              pytest.mark.skipif(not ASKED, reason=f"live test not asked for: set {LIVE_OPT_IN}=1"),
+              pytest.mark.skipif(ASKED and not LIVE_KEY,
+                                 reason=f"{LIVE_OPT_IN}=1 needs GOOGLE_STT_API_KEY set to a real key")]
 
 
 @pytest.fixture(scope="module")

@@ -97,3 +97,68 @@ def test_plain_http_to_remote_host_warns(caplog):
     caplog.clear()
     Settings.from_mapping({"endpoint": "http://127.0.0.1:8080/proxy"}, env={})
     assert "unencrypted" not in caplog.text
+
+
+@pytest.mark.parametrize("raw,what", [
+    (SECRET + "\n# prod key", "more than one line"),
+    (SECRET + "\r\nother", "more than one line"),
+    ("MARKER secret", "a space"),
+    (SECRET + "é", "non-ASCII"),
+    (SECRET + "\x00", "control character"),
+    (SECRET + '"', "cannot be sent in an HTTP header"),
+])
+def test_keys_that_cannot_be_a_header_value_are_refused_without_showing_them(raw, what):
+    for config, env, source in (({"key": raw}, {}, "'key'"), ({}, {"GOOGLE_STT_API_KEY": raw}, "GOOGLE_STT_API_KEY"),
+                                ({}, {"STT_PW": raw}, "STT_PW")):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_mapping(config, env=env)
+        assert what in str(info.value) and source in str(info.value)
+        assert "MARKER" not in str(info.value) and "MARKER" not in repr(info.value)
+
+
+def test_key_whitespace_around_is_stripped():
+    assert Settings.from_mapping({}, env={"GOOGLE_STT_API_KEY": f"  {SECRET}\n"}).key == SECRET
+
+
+@pytest.mark.parametrize("endpoint,expect", [
+    ("http://[::1", "'endpoint' must be an http(s) base URL"),
+    ("http://host:99999", "'endpoint' must be an http(s) base URL"),
+    ("http://host:0", "port 0"),
+    ("http://host:port", "'endpoint' must be an http(s) base URL"),
+    ("https://speech.googleapis.com\r\nX-Evil: 1", "no spaces, control"),
+    ("https://speech.googleapis.com/\x00", "no spaces, control"),
+    ("https://spe ech.googleapis.com", "no spaces, control"),
+    ("https://spéech.googleapis.com", "xn--"),
+    ("https://bad..host", "invalid host name"),
+    ("https://bad!host", "invalid host name"),
+    ("https://speech.googleapis.com/v1", "without the API version or method"),
+    ("https://speech.googleapis.com/v1p1beta1/speech:recognize", "without the API version or method"),
+    ("https://speech.googleapis.com/v1/speech:longrunningrecognize", "without the API version or method"),
+    ("https://x#frag", "'endpoint' must be an http(s) base URL"),
+])
+def test_endpoint_is_checked_in_full_at_start_up(endpoint, expect):
+    with pytest.raises(ConfigError, match=expect.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_mapping({"endpoint": endpoint}, env={})
+
+
+@pytest.mark.parametrize("endpoint,base", [
+    ("https://speech.googleapis.com/v1/speech:recognize", "https://speech.googleapis.com"),
+    ("http://127.0.0.1:8080/prefix/v1/speech:recognize/", "http://127.0.0.1:8080/prefix"),
+    ("http://[::1]:8080", "http://[::1]:8080"),
+    ("http://stt_proxy:8080/", "http://stt_proxy:8080"),
+])
+def test_endpoint_naming_the_method_is_normalised(endpoint, base):
+    assert Settings.from_mapping({"endpoint": endpoint}, env={}).endpoint == base
+
+
+def test_endpoint_credentials_never_shown(caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    s = Settings.from_mapping({"key": "k", "endpoint": f"http://user:{SECRET}@proxy.lan:3128/stt"}, env={})
+    assert s.endpoint == f"http://user:{SECRET}@proxy.lan:3128/stt"          # still used for requests
+    assert s.endpoint_shown == "http://***@proxy.lan:3128/stt"
+    assert SECRET not in repr(s) and "proxy.lan" in repr(s)
+    assert "plain http" in caplog.text and SECRET not in caplog.text and "user:" not in caplog.text
+    with pytest.raises(ConfigError) as info:
+        Settings.from_mapping({"endpoint": f"http://user:{SECRET}@proxy.lan:99999"}, env={})
+    assert SECRET not in str(info.value)

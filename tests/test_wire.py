@@ -100,7 +100,8 @@ def _status(code, message, status, reason=None, extra=()):
     (503, _status(503, "The service is currently unavailable.", "UNAVAILABLE"), errors.UnavailableError, "try again"),
     (504, _status(504, "Deadline exceeded.", "DEADLINE_EXCEEDED"), errors.DeadlineError, "timeout"),
     (502, None, errors.UnavailableError, "not a Google error body"),
-    (404, "<html>nope</html>", errors.RequestRejectedError, "not a Google error body"),
+    (404, "<html>nope</html>", errors.EndpointError, "check 'endpoint'"),
+    (404, _status(404, "Method not found.", "NOT_FOUND"), errors.EndpointError, "the plugin appends /v1/speech:recognize"),
 ])
 def test_errors_are_typed_and_say_what_to_do(status, body, cls, advice):
     err = parse_error(status, body)
@@ -112,9 +113,39 @@ def test_errors_are_typed_and_say_what_to_do(status, body, cls, advice):
 def test_retry_info_and_secret_scrubbing():
     body = _status(429, "Quota for key SECRET-1 exceeded", "RESOURCE_EXHAUSTED", "RATE_LIMIT_EXCEEDED",
                    extra=[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}])
-    err = parse_error(429, body, secret="SECRET-1")
+    err = parse_error(429, body, ["SECRET-1"])
     assert err.retry_after == 2.5
     assert "SECRET-1" not in str(err) and "SECRET-1" not in err.google_message
+
+
+def test_google_message_ending_in_a_period_is_not_doubled():
+    body = _status(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT", "API_KEY_INVALID")
+    text = str(parse_error(400, body))
+    assert "Please pass a valid API key. To fix:" in text and ".." not in text
+
+
+def test_the_secret_is_scrubbed_from_every_field():
+    secret = "MARKER-wire-secret-42"
+    body = {"error": {"code": 403, "message": f"bad {secret}", "status": f"PERMISSION_{secret}",
+                      "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": f"R_{secret}"},
+                                  {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"url": secret}]}]}}
+    err = parse_error(403, body, [secret])
+    for shown in (str(err), repr(err), err.reason, err.google_message):
+        assert secret not in shown
+    quoted = parse_error(403, _status(403, "see https://x/?k=MARKER%2Bplus", "PERMISSION_DENIED"), ["MARKER+plus"])
+    assert "MARKER" not in str(quoted)
+
+
+@pytest.mark.parametrize("error", [
+    {"code": 403, "message": {"nested": ["x"] * 3}, "status": 5, "details": "no"},
+    {"code": 403, "message": None, "status": ["PERMISSION_DENIED"], "details": [1, None, {"@type": 7}]},
+    {"code": 403, "message": "line one\r\nline two\x1b[31m" + "x" * 5000, "status": "A\nB"},
+])
+def test_mistyped_error_fields_are_ignored_or_made_safe(error):
+    err = parse_error(403, {"error": error})
+    assert isinstance(err, errors.CredentialsError)
+    for shown in (str(err), err.reason, err.google_message):
+        assert shown.isprintable() and len(shown) < 1200
 
 
 def test_parse_duration():
@@ -124,9 +155,74 @@ def test_parse_duration():
     assert parse_duration(None) is None
 
 
+@pytest.mark.parametrize("hint", ["inf", "Infinity", "nan", "-5", "1e999", "1e308s", True, [1], {"s": 1}, "9" * 400])
+def test_retry_hints_are_finite_and_bounded(hint):
+    seconds = parse_duration(hint)
+    assert seconds is None or 0 <= seconds <= 3600
+
+
+@pytest.mark.parametrize("confidence,expected", [
+    (0.9, 0.9), ("0.9", 0.9), (1, 1.0), (float("inf"), None), (float("nan"), None), (-5, None),
+    (1.5, None), (True, None), ("high", None), ([0.9], None), (None, None), (0, None),
+])
+def test_confidences_are_numbers_in_range_or_absent(confidence, expected):
+    t = parse_response({"results": [{"alternatives": [{"transcript": "hi", "confidence": confidence}]}]})
+    assert t.alternatives[0].confidence == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize("code", [5, None, ["en-us"], {"x": 1}, "", "en us; rm -rf", "x" * 100])
+def test_language_codes_that_are_not_tags_are_ignored(code):
+    t = parse_response({"results": [{"alternatives": [{"transcript": "hi"}], "languageCode": code}]})
+    assert t.text == "hi" and t.language is None
+
+
+@pytest.mark.parametrize("payload", [
+    {"results": [None]}, {"results": [{"alternatives": [None]}]}, {"results": {"a": 1}},
+    {"results": [{"alternatives": "text"}]}, "results", 5, None,
+])
+def test_mistyped_answers_are_unavailable_errors(payload):
+    with pytest.raises(errors.UnavailableError):
+        parse_response(payload)
+
+
 def test_dump_body_is_the_same_json_as_json_dumps():
     import json
     settings = Settings.from_mapping({"phrases": ['say "content":"" aloud', "ünïcode"]}, env={})
     body = build_recognize_body(settings, bytes(range(256)) * 7, "en-US", alternative_languages=["pt-PT"])
     assert dump_body(body) == json.dumps(body, separators=(",", ":")).encode()
     assert json.loads(dump_body(body)) == body
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["results", "alternatives", "transcript", "confidence",
+                                                        "languageCode", "x"]), inner, max_size=4),
+                     max_leaves=30)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(_JSON)
+def test_any_json_answer_is_a_valid_transcript_or_unavailable(payload):
+    try:
+        t = parse_response(payload)
+    except errors.UnavailableError:
+        return
+    assert t.language is None or isinstance(t.language, str)
+    for alt in t.alternatives:
+        assert isinstance(alt.text, str)
+        assert alt.confidence is None or (isinstance(alt.confidence, float) and 0 < alt.confidence <= 1)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.integers(100, 599), _JSON)
+def test_any_error_answer_is_an_api_error(status, payload):
+    err = parse_error(status, {"error": payload} if isinstance(payload, dict) else payload, ["SECRET"])
+    assert isinstance(err, errors.APIError) and str(err).isprintable()
+
+
+def test_a_200_holding_an_error_is_not_no_speech():
+    with pytest.raises(errors.UnavailableError, match="'error'"):
+        parse_response({"error": {"code": 403, "message": "denied"}})

@@ -1,0 +1,102 @@
+"""Deadlines that fit real networks: an upload that keeps moving is never cut by the answer's
+deadline (`timeout` starts once the audio has been acknowledged), and a stalled one fails
+within seconds. The uplink is the fake's throttled receive (its `read_rate_bps`)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from audio_samples import tone
+from fake_google import Fault, FakeGoogle
+from ovos_stt_plugin_google_apikey import errors
+from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
+from ovos_stt_plugin_google_apikey.timeouts import UPLOAD_STALL
+
+KEY = "test-key"
+ONE_MBIT = 1e6 / 8          # bytes per second
+
+
+def engine_for(fake, **settings):
+    return GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "retries": 0,
+                            **settings})
+
+
+def test_a_slow_upload_that_keeps_moving_is_not_cut_by_the_timeout():
+    # 12 s of audio is ~512 KB of JSON: ~4 s at 1 Mbit/s, four times the 1 s timeout.
+    with FakeGoogle(valid_keys=(KEY,), read_rate_bps=ONE_MBIT) as fake:
+        engine = engine_for(fake, timeout=1)
+        try:
+            started = time.monotonic()
+            assert engine.execute(tone(12.0)) == "audio 12.00 seconds at 16000 hertz"
+            took = time.monotonic() - started
+        finally:
+            engine.shutdown()
+        body = len(fake.requests[0].body)
+    assert body / ONE_MBIT > 3          # the upload alone really was longer than the timeout
+    assert took > 3 and took < 60       # it was waited for (and nothing hung)
+
+
+def test_a_long_part_at_one_mbit_with_the_default_timeout():
+    # A 41 s dictation is ~1.7 MB: ~14 s at 1 Mbit/s, past the default 10 s timeout.
+    with FakeGoogle(valid_keys=(KEY,), read_rate_bps=ONE_MBIT, delay=0.2) as fake:
+        engine = engine_for(fake)
+        try:
+            assert engine.execute(tone(41.0)) == "audio 41.00 seconds at 16000 hertz"
+        finally:
+            engine.shutdown()
+
+
+def test_the_answer_deadline_still_holds_after_a_slow_upload():
+    with FakeGoogle(valid_keys=(KEY,), read_rate_bps=ONE_MBIT) as fake:
+        fake.script(Fault.hang(30))
+        engine = engine_for(fake, timeout=1)
+        try:
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineError, match="within the 1 s timeout"):
+                engine.execute(tone(6.0))            # ~2 s of upload, then no answer
+            took = time.monotonic() - started
+        finally:
+            engine.shutdown()
+    assert took < 20
+
+
+def test_a_stalled_upload_fails_within_seconds():
+    # 55 s of audio (2.3 MB) is more than the socket buffers hold: the upload itself stalls.
+    with FakeGoogle(valid_keys=(KEY,), stall_after_bytes=50_000) as fake:
+        engine = engine_for(fake, timeout=60)
+        try:
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineError, match="no progress") as info:
+                engine.execute(tone(55.0))
+            took = time.monotonic() - started
+        finally:
+            engine.shutdown()
+    assert f"{UPLOAD_STALL:g} s" in str(info.value)
+    assert took < 20                    # far under the 60 s timeout: the stall, not the deadline
+
+
+def test_a_stall_once_the_audio_is_in_the_peers_buffers_is_bounded_by_the_timeout():
+    # 3 s of audio fits the buffers: the peer's kernel acknowledges it all, so the upload is
+    # done as far as TCP can tell, and the answer's deadline applies.
+    with FakeGoogle(valid_keys=(KEY,), stall_after_bytes=50_000) as fake:
+        engine = engine_for(fake, timeout=2)
+        try:
+            started = time.monotonic()
+            with pytest.raises(errors.DeadlineError):
+                engine.execute(tone(3.0))
+            took = time.monotonic() - started
+        finally:
+            engine.shutdown()
+    assert took < 20
+
+
+def test_a_stalled_upload_is_retried_within_its_retries():
+    with FakeGoogle(valid_keys=(KEY,), stall_after_bytes=50_000) as fake:
+        engine = engine_for(fake, timeout=60, retries=1)
+        try:
+            with pytest.raises(errors.DeadlineError, match="no progress"):
+                engine.execute(tone(55.0))
+        finally:
+            engine.shutdown()
+        assert fake.connections == 2       # the stalled connection was dropped, a new one tried

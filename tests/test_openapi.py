@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import requests
+from hypothesis import HealthCheck, settings
 
 from audio_samples import tone, wav
 from conftest import KEY
@@ -121,3 +122,35 @@ def test_the_documented_curl_forms_work_on_a_real_socket(engine, fake):
                             params={"sample_rate": 16000, "sample_width": 2}, timeout=10)
     assert [r.status_code for r in (body, form, raw)] == [200, 200, 200]
     assert body.text == form.text == raw.text == "audio 1.00 seconds at 16000 hertz"
+
+
+try:                                          # the [test] extra
+    import schemathesis
+    from schemathesis.checks import not_a_server_error, positive_data_acceptance
+except ImportError:                           # pragma: no cover
+    schemathesis = None
+
+@pytest.fixture(scope="module")
+def token_app(fake_server):
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake_server.endpoint, "lang": "en-US",
+                              "timeout": 3, "retries": 0})
+    yield create_app(engine, token=TOKEN)
+    engine.shutdown()
+
+
+if schemathesis is not None:
+    schemathesis.serializer.alias(["audio/wav", "audio/flac", "audio/ogg"], "application/octet-stream")
+    # The schema a token-protected app serves. schemathesis sends no token: every route but
+    # /status must refuse with the 401 its schema declares.
+    TOKEN_SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", create_app(None, token=TOKEN))
+
+    @TOKEN_SCHEMA.parametrize()
+    @settings(max_examples=5, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def test_a_token_protected_server_holds_to_its_schema(case, token_app, fake):
+        response = case.call(app=token_app)
+        refused = 200 if case.path == "/status" else 401
+        assert response.status_code in (refused, 405), response.text   # 405: a method probe
+        case.validate_response(response, excluded_checks=[not_a_server_error,
+                                                           positive_data_acceptance])
+        assert fake.requests == []

@@ -44,7 +44,8 @@ setup(
         "audioop-lts>=0.2.1; python_version>='3.13'",
     ],
     extras_require={
-        "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9"],
+        "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9",
+                   "prometheus_client>=0.16"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
                  "schemathesis>=4,<5", "matplotlib>=3.5",

@@ -129,6 +129,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from .errors import GoogleSTTError
     engine = _require_engine(_plugin_config(args))
     failed = 0
+    billed: List[Optional[float]] = []
     try:
         for path in args.files:
             def progress(done: int, total: int, path: str = path) -> None:
@@ -142,9 +143,11 @@ def _transcribe(args: argparse.Namespace) -> int:
                 print(f"{path}: {exc}", file=sys.stderr)
                 failed += 1
                 continue
+            billed.append(transcript.billed_seconds)
             if args.json:
                 print(json.dumps({"file": path, "language": transcript.language,
                                   "duration": round(pcm.duration, 3),
+                                  "billed_seconds": transcript.billed_seconds,
                                   "alternatives": [{"text": a.text, "confidence": a.confidence}
                                                    for a in transcript.alternatives]},
                                  ensure_ascii=False))
@@ -153,7 +156,18 @@ def _transcribe(args: argparse.Namespace) -> int:
                 print(prefix + transcript.text)
     finally:
         engine.shutdown()
+    if billed:     # on stderr: stdout stays the transcripts (or JSON lines) alone
+        print(_billed_total(billed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _billed_total(billed: List[Optional[float]]) -> str:
+    known = [seconds for seconds in billed if seconds is not None]
+    files = f"{len(billed)} file{'s' if len(billed) != 1 else ''}"
+    if len(known) < len(billed):
+        return f"Google billed {sum(known):g} s for {files} ({len(billed) - len(known)} without " \
+               "a billed time in Google's answer)"
+    return f"Google billed {sum(known):g} s for {files}"
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -56,6 +56,9 @@ class SpeechClient:
         # opening (and then discarding) extra TLS connections to Google.
         self.pool_size = 0
         self.ensure_pool_size(pool_size)
+        # Told of every attempt: (Google's 200 JSON or the APIError, seconds it took, whether it
+        # was a retry). The server counts attempts, retries and billed time with it.
+        self.on_attempt: Optional[Callable[[Any, float, bool], None]] = None
         self._session.headers.update({
             API_KEY_HEADER: settings.key,
             "Content-Type": "application/json; charset=utf-8",
@@ -100,7 +103,9 @@ class SpeechClient:
         payload = dump_body(body)
         attempt = 0
         while True:
+            started = time.monotonic()
             error = self._attempt(payload, budget)
+            self._observe(error, started, attempt > 0)
             if isinstance(error, dict):
                 return error
             attempt += 1
@@ -144,6 +149,10 @@ class SpeechClient:
             for watchdog in watchdogs:
                 watchdog.cancel()
 
+    def _observe(self, result: Any, started: float, retry: bool) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(result, time.monotonic() - started, retry)
+
     def recognize_streaming(self, parts: Iterable[bytes]) -> Dict[str, Any]:
         """POST a body that is still being made (chunked transfer encoding), e.g. while the
         user speaks. The ``timeout`` starts when ``parts`` is exhausted. One attempt: the
@@ -162,11 +171,13 @@ class SpeechClient:
             deadline[0] = time.monotonic() + self.settings.timeout
             watchdog.append(timeouts.Watchdog(self.settings.timeout))
 
+        started = time.monotonic()
         try:
             result = self._exchange(body(), lambda: deadline[0], self.settings.timeout, watchdog)
         finally:
             for timer in watchdog:
                 timer.cancel()
+        self._observe(result, started, False)
         if isinstance(result, errors.APIError):
             raise result
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from ovos_utils.log import LOG
@@ -60,10 +61,14 @@ class Recognizer:
                 progress(1, 1)
             return transcript
         pieces = audio_mod.split(pcm, CHUNK_SECONDS)
+        detection = None
         if len(languages) > 1:            # decide the language once, on the first part
-            found = self.recognize_languages(pieces[0], languages).language
-            languages = [found] if found else languages[:1]
-        return self._recognize_pieces(pieces, languages[0], progress)
+            detection = self.recognize_languages(pieces[0], languages)
+            languages = [detection.language] if detection.language else languages[:1]
+        transcript = self._recognize_pieces(pieces, languages[0], progress)
+        if detection is None:
+            return transcript
+        return replace(transcript, billed_seconds=_billed([detection, transcript]))
 
     def recognize_languages(self, pcm: audio_mod.PCM, languages: Sequence[str]) -> Transcript:
         """One piece in whichever candidate language Google hears best (``.language``).
@@ -81,7 +86,7 @@ class Recognizer:
         futures = [self._submit(self._candidates, self.recognize_piece, pcm, g[0], g[1:], deadline)
                    for g in groups]
         transcripts = _gather(futures, deadline=deadline, timeout=self.settings.timeout)
-        return max(transcripts, key=_score)
+        return replace(max(transcripts, key=_score), billed_seconds=_billed(transcripts))
 
     def recognize_piece(self, pcm: audio_mod.PCM, language: str,
                         alternatives: Sequence[str] = (), deadline: Optional[float] = None) -> Transcript:
@@ -110,7 +115,8 @@ class Recognizer:
             body["config"].pop("model")
             answer = self.client.recognize(body, deadline)
         transcript = parse_response(answer)
-        return Transcript(transcript.alternatives, _match(transcript.language, language, alternatives))
+        return Transcript(transcript.alternatives, _match(transcript.language, language, alternatives),
+                          transcript.billed_seconds)
 
     def _recognize_pieces(self, pieces: List[audio_mod.PCM], language: str,
                           progress: Optional[Progress]) -> Transcript:
@@ -132,8 +138,8 @@ class Recognizer:
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
         confidence = (sum(known) / len(known)) if known and None not in known else None  # type: ignore[operator]
         if not texts:
-            return Transcript((), language)
-        return Transcript((Alternative(" ".join(texts), confidence),), language)
+            return Transcript((), language, _billed(parts))
+        return Transcript((Alternative(" ".join(texts), confidence),), language, _billed(parts))
 
     @staticmethod
     def _submit(pool: ThreadPoolExecutor, fn: Callable[..., Transcript],
@@ -179,6 +185,12 @@ def _with_prefix(exc: GoogleSTTError, prefix: str) -> GoogleSTTError:
         new = type(exc)(prefix + str(exc))
     new.__cause__ = exc
     return new
+
+
+def _billed(transcripts: Sequence[Transcript]) -> Optional[float]:
+    """What Google billed for all of them; None when Google said for none."""
+    known = [t.billed_seconds for t in transcripts if t.billed_seconds is not None]
+    return sum(known) if known else None  # type: ignore[arg-type]
 
 
 def _score(transcript: Transcript) -> float:

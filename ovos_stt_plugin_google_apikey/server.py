@@ -11,13 +11,17 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from starlette.types import Message, Receive
 
 from ovos_utils.log import LOG
 
+from . import contract
 from .languages import to_google
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics, RequestMetrics
 from .uploads import LANG_TAG, Refusal, parse_lang, read_audio, read_json_audio, refusal_for, too_large
 from .version import __version__
 
@@ -49,8 +53,9 @@ class _Gate:
 class _Job:
     """One admitted request: its size-limited Request, what it carried, its engine call."""
 
-    def __init__(self, request: Request, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, request: Request, executor: ThreadPoolExecutor, metrics: Metrics) -> None:
         self.request = request
+        self._metrics = metrics
         self.seconds: Optional[float] = None
         self.lang: Optional[str] = None
         self._executor = executor
@@ -58,7 +63,7 @@ class _Job:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking engine call on the pool and await it."""
-        self._future = self._executor.submit(fn, *args)
+        self._future = self._metrics.submit(self._executor, self.request.state, fn, *args)
         return await asyncio.wrap_future(self._future)
 
     def release(self, gate: _Gate) -> None:
@@ -88,9 +93,16 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
+    # /docs and /openapi.json are open even with a token (the contract is public, and a
+    # browser loads them without one); with a token the schema declares the bearer scheme, so
+    # /docs' "Authorize" sends it.
     app = FastAPI(title=PLUGIN_ID, version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  description="Google Cloud Speech-to-Text behind the ovos-stt-http-server routes.")
     app.state.token_required = expected is not None
+    metrics = Metrics()
+    metrics.watch(engine)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    bearer = [Security(HTTPBearer(auto_error=False))] if expected is not None else []
 
     async def answer(request: Request, work: Callable[[_Job], Awaitable[Response]],
                      json_errors: bool) -> Response:
@@ -109,7 +121,7 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
                 raise too_large(max_body)
             if not gate.enter():
                 raise Refusal(503, "the server is busy; try again shortly", {"Retry-After": "1"})
-            job = _Job(Request(request.scope, _limited(request.receive, max_body)), executor)
+            job = _Job(Request(request.scope, _limited(request.receive, max_body)), executor, metrics)
             response = await work(job)
         except Exception as exc:                   # noqa: BLE001 - every outcome is mapped here
             refusal = refusal_for(exc)
@@ -123,6 +135,7 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         finally:
             if job is not None:
                 job.release(gate)
+                metrics.audio.inc(job.seconds or 0.0)
         return response
 
     async def stt_route(job: _Job) -> Response:
@@ -144,34 +157,42 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         valid = [v for v in valid if v]
         if not valid:
             raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
+        pcm, _ = await read_audio(job.request, default_lang)   # refused if not audio, always
+        job.seconds = pcm.duration
         if len(valid) == 1:                         # nothing to choose from, as the launcher does
             job.lang = valid[0]
             return JSONResponse({"lang": valid[0], "conf": 1.0})
-        pcm, _ = await read_audio(job.request, default_lang)
-        job.seconds = pcm.duration
         lang, conf = await job.run(engine.detect_language, pcm, valid)
         job.lang = lang
         return JSONResponse({"lang": lang, "conf": conf})
 
-    @app.post("/stt", response_class=PlainTextResponse)
+    @app.post("/stt", response_class=PlainTextResponse, dependencies=bearer, **contract.STT)
     async def stt(request: Request) -> Response:
         return await answer(request, stt_route, json_errors=False)
 
-    @app.post("/stt/json")
+    @app.post("/stt/json", dependencies=bearer, **contract.STT_JSON)
     async def stt_json(request: Request) -> Response:
         return await answer(request, stt_json_route, json_errors=True)
 
-    @app.post("/lang_detect")
+    @app.post("/lang_detect", dependencies=bearer, **contract.LANG_DETECT)
     async def lang_detect(request: Request) -> Response:
         return await answer(request, lang_detect_route, json_errors=True)
 
-    @app.get("/status")
+    @app.get("/status", **contract.STATUS)
     async def status() -> Dict[str, Any]:
         return {"status": "ok", "plugin": PLUGIN_ID, "lang_plugin": None, "gradio": False,
                 "key_configured": engine is not None, "version": __version__,
-                "busy": gate.busy, "capacity": gate.capacity}
+                "busy": gate.busy, "capacity": gate.capacity, "totals": metrics.totals()}
 
-    @app.get("/", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=bearer, **contract.METRICS)
+    async def metrics_route(request: Request) -> Response:
+        presented = request.headers.get("authorization", "").encode("utf-8", "replace")
+        if expected is not None and not hmac.compare_digest(presented, expected):
+            return PlainTextResponse("missing or wrong 'Authorization: Bearer <token>' header\n",
+                                     401, {"WWW-Authenticate": "Bearer"})
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/", response_class=PlainTextResponse, include_in_schema=False)
     async def root() -> str:
         return "ok"
 

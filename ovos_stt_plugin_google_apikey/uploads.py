@@ -92,8 +92,9 @@ def _decode(data: bytes, rate: Any, width: Any) -> audio_mod.PCM:
     if data[:4] in FILE_MAGIC or (sample_rate is None and sample_width is None):
         pcm = audio_mod.from_bytes(data)
     else:
-        pcm = audio_mod.from_raw(data, sample_rate or audio_mod.RAW_RATE,
-                                 sample_width or audio_mod.RAW_WIDTH)
+        pcm = audio_mod.from_raw(  # 0 is a bad value, not "the default"
+            data, audio_mod.RAW_RATE if sample_rate is None else sample_rate,
+            audio_mod.RAW_WIDTH if sample_width is None else sample_width)
     if not pcm.data:
         raise Refusal(400, "the request carries no audio")
     return pcm

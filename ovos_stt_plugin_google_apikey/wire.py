@@ -17,6 +17,7 @@ MAX_SYNC_SECONDS = 60.0                  # Google: "Sync input too long" past on
 LINEAR16 = "LINEAR16"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+TOTAL_BILLED_TIME = "totalBilledTime"    # a Duration, "2s": what the request costs
 # Languages written without spaces between words: results are joined with no separator.
 NO_SPACE_LANGS = ("cmn", "yue", "ja", "th", "lo", "km", "my", "zh")
 # What an answer's languageCode may look like; anything else is ignored.
@@ -74,6 +75,9 @@ class Transcript:
 
     alternatives: Tuple[Alternative, ...] = ()
     language: Optional[str] = None
+    # Google's totalBilledTime, summed over every request this transcript took; None when
+    # Google did not say (an answer without the field).
+    billed_seconds: Optional[float] = None
 
     @property
     def text(self) -> str:
@@ -143,8 +147,9 @@ def parse_response(payload: Any) -> Transcript:
         if alternatives:
             per_result.append(alternatives)
             language = language or _language(result.get("languageCode"))
+    billed = billed_seconds(payload)
     if not per_result:
-        return Transcript((), language)
+        return Transcript((), language, billed)
     joined: List[Alternative] = []
     for index in range(max(len(alts) for alts in per_result)):
         parts = [alts[min(index, len(alts) - 1)] for alts in per_result]
@@ -153,7 +158,13 @@ def parse_response(payload: Any) -> Transcript:
         confidence = sum(known) / len(known) if len(known) == len(parts) else None
         if all(text != alt.text for alt in joined):
             joined.append(Alternative(text, confidence))
-    return Transcript(tuple(joined), language)
+    return Transcript(tuple(joined), language, billed)
+
+
+def billed_seconds(payload: Any) -> Optional[float]:
+    """The ``totalBilledTime`` of a RecognizeResponse ("2s") in seconds; None when absent."""
+    seconds = parse_duration(payload.get(TOTAL_BILLED_TIME)) if isinstance(payload, dict) else None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _shape(what: str) -> errors.UnavailableError:

@@ -17,6 +17,13 @@ for _name in ("GOOGLE_STT_API_KEY", "STT_PW"):
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+# Every generated test (hypothesis, schemathesis) tries the same examples on every run, so no
+# test fails at random; HYPOTHESIS_PROFILE=explore searches afresh (and finds new cases).
+hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 from fake_google import FakeGoogle  # noqa: E402
 

@@ -24,11 +24,19 @@ LOG = logging.getLogger(__name__)
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without importing OPM here
 NO_KEY = "no Google API key configured: set GOOGLE_STT_API_KEY"
+# The defaults below are what README documents ("The companion HTTP server").
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+# Google calls in flight at once. A worker is a thread that mostly waits on Google (~1 s), so
+# hundreds cost little: bench/capacity.py measures the memory per request in flight.
+DEFAULT_WORKERS = 256
+DEFAULT_QUEUE = 64                           # whole requests waiting beyond those; then 503
+DEFAULT_BODY_IDLE = 5.0                      # seconds a body may go without a byte: then 408
+DEFAULT_BODY_TIMEOUT = 60.0                  # seconds a whole body may take: then 408
+DEFAULT_MAX_BUFFERED = 256 * 1024 * 1024     # bytes of bodies held at once, read or reading
 
 
 class _Gate:
-    """Admits at most ``capacity`` requests at once; the rest are refused, never queued."""
+    """Admits at most ``capacity`` whole requests at once; the rest are refused, never queued."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -47,11 +55,34 @@ class _Gate:
             self.busy -= 1
 
 
-class _Job:
-    """One admitted request: its size-limited Request, what it carried, its engine call."""
+class _Buffer:
+    """Counts the bytes of request bodies the server holds, so that many uploads at once cannot
+    take more memory than ``limit`` (each body is also under max_body)."""
 
-    def __init__(self, request: Request, executor: ThreadPoolExecutor) -> None:
-        self.request = request
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.held + size > self.limit:
+                return False
+            self.held += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+class _Job:
+    """One request: its limited Request, what it carried, its engine call."""
+
+    def __init__(self, request: Request, executor: ThreadPoolExecutor, body: "_Body") -> None:
+        self.request = Request(request.scope, body.receive)
+        self.body = body
+        self.admitted = False
         self.seconds: Optional[float] = None
         self.lang: Optional[str] = None
         self._executor = executor
@@ -63,25 +94,84 @@ class _Job:
         return await asyncio.wrap_future(self._future)
 
     def release(self, gate: _Gate) -> None:
-        # The slot is held until the engine thread ends, even if the client went away first,
-        # so the pool's queue can never grow past workers + queue.
+        # The slot and the body's bytes are held until the engine thread ends, even if the
+        # client went away first, so the pool's queue can never grow past workers + queue.
+        def done(_: Any = None) -> None:
+            if self.admitted:
+                gate.leave()
+            self.body.release()
+
         if self._future is None:
-            gate.leave()
+            done()
         else:
-            self._future.add_done_callback(gate.leave)
+            self._future.add_done_callback(done)
+
+
+class _Body:
+    """``receive`` for one request body, refusing with 413 past ``max_body`` bytes, 408 (and
+    Connection: close) when no byte comes for ``idle`` seconds or the whole body takes over
+    ``total``, 503 when the server already holds ``buffer.limit`` bytes of bodies."""
+
+    def __init__(self, receive: Receive, max_body: int, idle: float, total: float,
+                 buffer: _Buffer) -> None:
+        self._receive, self._max_body, self._idle, self._total = receive, max_body, idle, total
+        self._buffer = buffer
+        self._deadline: Optional[float] = None
+        self.size = 0
+        self.complete = False
+
+    async def receive(self) -> Message:
+        if self.complete:                          # after the body: disconnects, no deadline
+            return await self._receive()
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self._total
+        wait = min(self._idle, self._deadline - now)
+        try:
+            message = await asyncio.wait_for(self._receive(), max(0.0, wait))
+        except asyncio.TimeoutError:
+            why = (f"no byte of the body for {self._idle:g} s" if wait >= self._idle
+                   else f"the body took over {self._total:g} s")
+            raise Refusal(408, f"request timeout: {why}; send the whole body at once",
+                          {"Connection": "close"}) from None
+        if message["type"] == "http.request":
+            chunk = len(message.get("body", b""))
+            if self.size + chunk > self._max_body:
+                raise too_large(self._max_body)
+            if not self._buffer.take(chunk):
+                raise Refusal(503, "the server holds too many uploads; try again shortly",
+                              {"Retry-After": "1", "Connection": "close"})
+            self.size += chunk
+            self.complete = not message.get("more_body", False)
+        return message
+
+    def release(self) -> None:
+        self._buffer.give(self.size)
+        self.size = 0
 
 
 def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFAULT_MAX_BODY,
-               workers: int = 8, queue: int = 16, default_lang: Optional[str] = None) -> FastAPI:
+               workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE,
+               default_lang: Optional[str] = None, body_idle: float = DEFAULT_BODY_IDLE,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT,
+               max_buffered: int = DEFAULT_MAX_BUFFERED) -> FastAPI:
     """The ASGI app. ``engine`` is a GoogleAPIKeySTT, or None when no key is configured (the
-    STT routes then answer 503). Raises ValueError for a bad limit or default_lang."""
-    if max_body < 1 or workers < 1 or queue < 0:
-        raise ValueError("max_body and workers must be at least 1, queue at least 0")
+    STT routes then answer 503). Raises ValueError for a bad limit or default_lang.
+
+    A request takes one of ``workers + queue`` slots only once its whole body has arrived;
+    ``workers`` of them call Google at once, the rest wait their turn; past that, 503.
+    """
+    if max_body < 1 or workers < 1 or queue < 0 or max_buffered < max_body:
+        raise ValueError("max_body and workers must be at least 1, queue at least 0, "
+                         "max_buffered at least max_body")
+    if not body_idle > 0 or not body_timeout > 0:
+        raise ValueError("body_idle and body_timeout must be over 0 seconds")
     if default_lang is not None and not LANG_TAG.fullmatch(default_lang):
         raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
     _reserve_connections(engine, workers)
     gate = _Gate(workers + queue)
+    buffer = _Buffer(max_buffered)
     expected = f"Bearer {token}".encode("utf-8") if token else None
 
     @asynccontextmanager
@@ -108,9 +198,12 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
             length = request.headers.get("content-length", "")
             if length.isascii() and length.isdigit() and int(length) > max_body:
                 raise too_large(max_body)
-            if not gate.enter():
+            body = _Body(request.receive, max_body, body_idle, body_timeout, buffer)
+            job = _Job(request, executor, body)
+            await job.request.body()        # a slot only for a whole body: a stalled upload holds none
+            job.admitted = gate.enter()
+            if not job.admitted:
                 raise Refusal(503, "the server is busy; try again shortly", {"Retry-After": "1"})
-            job = _Job(Request(request.scope, _limited(request.receive, max_body)), executor)
             response = await work(job)
         except Exception as exc:                   # noqa: BLE001 - every outcome is mapped here
             refusal = refusal_for(exc)
@@ -189,33 +282,48 @@ def _reserve_connections(engine: Any, workers: int) -> None:
 
 def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> uvicorn.Server:
     """A uvicorn server for ``app`` (without access log: the app logs each request itself)."""
-    if not _is_loopback(host) and not getattr(app.state, "token_required", False):
-        LOG.warning("listening on %s without a token: anyone who can reach port %d can spend "
-                    "your Google quota; set GOOGLE_STT_SERVER_TOKEN or --token-file", host, port)
-    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
-                            server_header=False)
-    return uvicorn.Server(config)
+    _warn_if_open(host, port, getattr(app.state, "token_required", False))
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **UVICORN_OPTIONS))
 
 
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> None:
     """Serve ``app`` until interrupted."""
+    _raise_file_limit()
     make_server(app, host, port).run()
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """``receive`` that refuses with 413 as soon as the body passes ``limit`` bytes."""
-    seen = 0
+def run_processes(factory: str, processes: int, host: str, port: int, token_required: bool) -> None:
+    """Serve on one port from ``processes`` uvicorn worker processes until interrupted; each
+    builds its own app by calling ``factory`` ("module:function"). uvicorn's supervisor
+    restarts a worker that dies."""
+    _warn_if_open(host, port, token_required)
+    _raise_file_limit()
+    uvicorn.run(factory, factory=True, workers=processes, host=host, port=port, **UVICORN_OPTIONS)
 
-    async def receive_limited() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise too_large(limit)
-        return message
 
-    return receive_limited
+UVICORN_OPTIONS: Dict[str, Any] = dict(access_log=False, log_config=None, server_header=False)
+
+
+def _warn_if_open(host: str, port: int, token_required: bool) -> None:
+    if not _is_loopback(host) and not token_required:
+        LOG.warning("listening on %s without a token: anyone who can reach port %d can spend "
+                    "your Google quota; set GOOGLE_STT_SERVER_TOKEN or --token-file", host, port)
+
+
+def _raise_file_limit() -> None:
+    """Hundreds of requests in flight hold two sockets each (client and Google): lift the soft
+    limit on open files (1024 on many systems) towards the hard one."""
+    try:
+        import resource
+    except ImportError:                         # not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            LOG.warning("could not raise the open-file limit from %d: %s", soft, exc)
 
 
 def _error_response(refusal: Refusal, json_errors: bool) -> Response:

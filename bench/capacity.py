@@ -157,14 +157,43 @@ def level(endpoint: str, clients: int, total: int, delay: float, processes: int)
             "server_capacity": limits["capacity"]}
 
 
+def silent_uploads(endpoint: str, delay: float, processes: int, silent: int = 64,
+                   clients: int = 16) -> List[Dict[str, Any]]:
+    """Normal requests (``clients`` at once, two each) with no, then ``silent``, uploads open
+    that announced a body, sent part of it and went quiet. Done within the server's default
+    --body-idle (5 s), after which the silent ones get 408."""
+    from ovos_stt_plugin_google_apikey import audio as audio_mod
+    wav = audio_mod.to_wav(audio_mod.PCM(speech_like(CLIP_SECONDS, seed=11), RATE, 2))
+    rows = []
+    with served(endpoint, processes) as server:
+        url = server.url + "/stt?lang=en-US"
+        for count in (0, silent):
+            conns = []
+            for _ in range(count):
+                conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                conn.sendall(b"POST /stt HTTP/1.1\r\nHost: bench\r\nContent-Length: 160044\r\n\r\n"
+                             + wav[:16000])
+                conns.append(conn)
+            try:
+                latencies, failed, wall = drive(url, wav, {"Content-Type": "audio/wav"}, clients, 2 * clients)
+            finally:
+                for conn in conns:
+                    conn.close()
+            rows.append({"silent_uploads": count, "clients": clients, "requests": 2 * clients,
+                         "failures": failed, "added_ms": _latency(latencies, delay), "wall_s": wall})
+    return rows
+
+
 def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = None) -> Dict[str, Any]:
     fake = Child("fake", "--delay", str(delay))
     rows = []
     try:
-        for clients in levels or LEVELS[mode]:
+        for clients in LEVELS[mode] if levels is None else levels:
             total = max(MIN_REQUESTS[mode], ROUNDS[mode] * clients)
             print(f"[capacity] {clients} clients, {total} requests ...", file=sys.stderr, flush=True)
             rows.append(level(fake.first_line[0], clients, total, delay, processes))
+        print("[capacity] silent uploads ...", file=sys.stderr, flush=True)
+        silent = silent_uploads(fake.first_line[0], delay, processes)
     finally:
         fake.close()
     return {"mode": mode, "machine": machine(), "delay_s": delay, "processes": processes,
@@ -175,7 +204,7 @@ def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = N
             "request": f"POST /stt?lang=en-US with a {CLIP_SECONDS:g} s 16 kHz WAV",
             "clients": "threads with one requests.Session each, in the benchmark process",
             "baseline": "the same clients POSTing the equivalent Google JSON straight to the fake",
-            "rows": rows}
+            "rows": rows, "silent": silent}
 
 
 def markdown(result: Dict[str, Any]) -> str:
@@ -194,6 +223,12 @@ def markdown(result: Dict[str, Any]) -> str:
                      f"{b['p50']:.1f} / {b['p99']:.1f} | {r['failures']} of {r['requests']} | "
                      f"{r['peak_rss_mib']:.1f} | {r['rss_per_request_in_flight_kib']:.0f} | "
                      f"{r['server_cpu_ms_per_request']:.2f} |")
+    lines += ["", "Normal requests while uploads that sent part of their body and went quiet stay open:", "",
+              "| silent uploads open | clients | added p50 / p99 ms | failures |", "|---|---|---|---|"]
+    for r in result["silent"]:
+        a = r["added_ms"]
+        lines.append(f"| {r['silent_uploads']} | {r['clients']} | {a['p50']:.1f} / {a['p99']:.1f} | "
+                     f"{r['failures']} of {r['requests']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +241,8 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     except ImportError as exc:
         return f"matplotlib is not importable ({exc})"
     rows = result["rows"]
+    if not rows:
+        return "no levels were run"
     clients = [r["clients"] for r in rows]
     fig, (thr, lat, mem) = plt.subplots(1, 3, figsize=(15, 4.5))
     thr.plot(clients, [r["rps"] for r in rows], "o-", label="through the server")

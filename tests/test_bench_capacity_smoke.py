@@ -27,6 +27,8 @@ def test_capacity_benchmark_runs_and_reports_every_figure(tmp_path):
         assert row["failures"] == 0 and row["requests"] >= 4
         assert {"p50", "p99"} <= set(row["added_ms"]) and {"p50", "p99"} <= set(row["baseline_added_ms"])
         assert row["peak_rss_mib"] >= row["idle_rss_mib"] > 10          # a real process was measured
+    assert [r["silent_uploads"] for r in result["silent"]] == [0, 64]
+    assert all(math.isfinite(r["added_ms"]["p50"]) and r["failures"] == 0 for r in result["silent"])
     assert "| clients | req/s |" in (tmp_path / "capacity-tiny.md").read_text()
     if result["plot_skipped"] is None:
         assert (tmp_path / "capacity-tiny.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

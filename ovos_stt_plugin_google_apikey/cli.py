@@ -25,8 +25,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run a subcommand; the exit status (0 ok, 2 bad configuration or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.verbose)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -208,9 +207,13 @@ def _serve(args: argparse.Namespace) -> int:
 def worker_app() -> Any:
     """The app of one `serve --processes N` worker (uvicorn calls this in each process)."""
     args = argparse.Namespace(**json.loads(os.environ[SERVE_ARGS_ENV]))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.verbose)
     return _serve_app(args)[0]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _serve_app(args: argparse.Namespace) -> Any:

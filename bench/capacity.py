@@ -127,9 +127,10 @@ def _latency(latencies: List[float], delay: float) -> Dict[str, float]:
     return {"p50": added["p50"] * 1000, "p99": added["p99"] * 1000, "n": added["n"]}
 
 
-def level(endpoint: str, clients: int, total: int, delay: float, processes: int) -> Dict[str, Any]:
+def level(endpoint: str, clients: int, total: int, delay: float, processes: int,
+          clip: float) -> Dict[str, Any]:
     from ovos_stt_plugin_google_apikey import audio as audio_mod
-    pcm = audio_mod.PCM(speech_like(CLIP_SECONDS, seed=11), RATE, 2)
+    pcm = audio_mod.PCM(speech_like(clip, seed=11), RATE, 2)
     wav = audio_mod.to_wav(pcm)
     google_body = json.dumps({"config": {"encoding": "LINEAR16", "sampleRateHertz": RATE,
                                          "languageCode": "en-US"},
@@ -157,13 +158,13 @@ def level(endpoint: str, clients: int, total: int, delay: float, processes: int)
             "server_capacity": limits["capacity"]}
 
 
-def silent_uploads(endpoint: str, delay: float, processes: int, silent: int = 64,
+def silent_uploads(endpoint: str, delay: float, processes: int, clip: float, silent: int = 64,
                    clients: int = 16) -> List[Dict[str, Any]]:
     """Normal requests (``clients`` at once, two each) with no, then ``silent``, uploads open
     that announced a body, sent part of it and went quiet. Done within the server's default
     --body-idle (5 s), after which the silent ones get 408."""
     from ovos_stt_plugin_google_apikey import audio as audio_mod
-    wav = audio_mod.to_wav(audio_mod.PCM(speech_like(CLIP_SECONDS, seed=11), RATE, 2))
+    wav = audio_mod.to_wav(audio_mod.PCM(speech_like(clip, seed=11), RATE, 2))
     rows = []
     with served(endpoint, processes) as server:
         url = server.url + "/stt?lang=en-US"
@@ -171,8 +172,8 @@ def silent_uploads(endpoint: str, delay: float, processes: int, silent: int = 64
             conns = []
             for _ in range(count):
                 conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-                conn.sendall(b"POST /stt HTTP/1.1\r\nHost: bench\r\nContent-Length: 160044\r\n\r\n"
-                             + wav[:16000])
+                conn.sendall(b"POST /stt HTTP/1.1\r\nHost: bench\r\nContent-Length: %d\r\n\r\n" % len(wav)
+                             + wav[:len(wav) // 10])
                 conns.append(conn)
             try:
                 latencies, failed, wall = drive(url, wav, {"Content-Type": "audio/wav"}, clients, 2 * clients)
@@ -184,16 +185,17 @@ def silent_uploads(endpoint: str, delay: float, processes: int, silent: int = 64
     return rows
 
 
-def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = None) -> Dict[str, Any]:
+def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = None,
+        clip: float = CLIP_SECONDS) -> Dict[str, Any]:
     fake = Child("fake", "--delay", str(delay))
     rows = []
     try:
         for clients in LEVELS[mode] if levels is None else levels:
             total = max(MIN_REQUESTS[mode], ROUNDS[mode] * clients)
             print(f"[capacity] {clients} clients, {total} requests ...", file=sys.stderr, flush=True)
-            rows.append(level(fake.first_line[0], clients, total, delay, processes))
+            rows.append(level(fake.first_line[0], clients, total, delay, processes, clip))
         print("[capacity] silent uploads ...", file=sys.stderr, flush=True)
-        silent = silent_uploads(fake.first_line[0], delay, processes)
+        silent = silent_uploads(fake.first_line[0], delay, processes, clip)
     finally:
         fake.close()
     return {"mode": mode, "machine": machine(), "delay_s": delay, "processes": processes,
@@ -201,7 +203,7 @@ def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = N
             "server": "python -m ovos_stt_plugin_google_apikey.cli serve --port P --endpoint FAKE"
                       + (f" --processes {processes}" if processes > 1 else "")
                       + " (every limit at its default; the key in GOOGLE_STT_API_KEY)",
-            "request": f"POST /stt?lang=en-US with a {CLIP_SECONDS:g} s 16 kHz WAV",
+            "request": f"POST /stt?lang=en-US with a {clip:g} s 16 kHz WAV",
             "clients": "threads with one requests.Session each, in the benchmark process",
             "baseline": "the same clients POSTing the equivalent Google JSON straight to the fake",
             "rows": rows, "silent": silent}
@@ -277,11 +279,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--delay", type=float, default=1.0, help="the fake's answer time, seconds (default 1)")
     parser.add_argument("--processes", type=int, default=1, help="serve --processes (default 1)")
     parser.add_argument("--levels", type=int, nargs="*", help="client counts instead of the mode's")
+    parser.add_argument("--clip", type=float, default=CLIP_SECONDS,
+                        help=f"seconds of audio per request (default {CLIP_SECONDS:g})")
     parser.add_argument("--name", default="capacity", help="file name stem (default: capacity)")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
     mode = args.mode or "full"
-    result = run(mode, args.delay, args.processes, args.levels)
+    result = run(mode, args.delay, args.processes, args.levels, args.clip)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = args.name if mode == "full" else f"{args.name}-{mode}"

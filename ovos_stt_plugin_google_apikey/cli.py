@@ -85,9 +85,9 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser,
                        help="an upload silent this long gets 408 (default: 5)")
     serve.add_argument("--body-timeout", type=_seconds, default=60.0, metavar="SECONDS",
                        help="an upload not complete after this long gets 408 (default: 60)")
-    serve.add_argument("--max-buffered", type=_positive, default=256 * 1024 * 1024, metavar="BYTES",
+    serve.add_argument("--max-buffered", type=_positive, default=64 * 1024 * 1024, metavar="BYTES",
                        help="bytes of request bodies held at once, per process; past it 503 "
-                            "(default: 256 MiB)")
+                            "(default: 64 MiB)")
     serve.add_argument("--processes", type=_positive, default=1,
                        help="server processes sharing the port, e.g. one per core (default: 1)")
     serve.set_defaults(func=_serve)

@@ -32,7 +32,7 @@ DEFAULT_WORKERS = 256
 DEFAULT_QUEUE = 64                           # whole requests waiting beyond those; then 503
 DEFAULT_BODY_IDLE = 5.0                      # seconds a body may go without a byte: then 408
 DEFAULT_BODY_TIMEOUT = 60.0                  # seconds a whole body may take: then 408
-DEFAULT_MAX_BUFFERED = 256 * 1024 * 1024     # bytes of bodies held at once, read or reading
+DEFAULT_MAX_BUFFERED = 64 * 1024 * 1024      # bytes of bodies held at once, read or reading
 
 
 class _Gate:

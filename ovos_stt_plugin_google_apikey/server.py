@@ -5,7 +5,6 @@ import asyncio
 import hmac
 import ipaddress
 import logging
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -14,8 +13,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import Message, Receive
 
+from .admission import Body, Buffer, Gate
 from .languages import to_google
 from .uploads import LANG_TAG, Refusal, parse_lang, read_audio, read_json_audio, refusal_for, too_large
 from .version import __version__
@@ -35,51 +34,10 @@ DEFAULT_BODY_TIMEOUT = 60.0                  # seconds a whole body may take: th
 DEFAULT_MAX_BUFFERED = 64 * 1024 * 1024      # bytes of bodies held at once, read or reading
 
 
-class _Gate:
-    """Admits at most ``capacity`` whole requests at once; the rest are refused, never queued."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.busy = 0
-        self._lock = threading.Lock()      # released from worker threads too (done-callbacks)
-
-    def enter(self) -> bool:
-        with self._lock:
-            if self.busy >= self.capacity:
-                return False
-            self.busy += 1
-            return True
-
-    def leave(self, _: Any = None) -> None:
-        with self._lock:
-            self.busy -= 1
-
-
-class _Buffer:
-    """Counts the bytes of request bodies the server holds, so that many uploads at once cannot
-    take more memory than ``limit`` (each body is also under max_body)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-        self._lock = threading.Lock()
-
-    def take(self, size: int) -> bool:
-        with self._lock:
-            if self.held + size > self.limit:
-                return False
-            self.held += size
-            return True
-
-    def give(self, size: int) -> None:
-        with self._lock:
-            self.held -= size
-
-
 class _Job:
     """One request: its limited Request, what it carried, its engine call."""
 
-    def __init__(self, request: Request, executor: ThreadPoolExecutor, body: "_Body") -> None:
+    def __init__(self, request: Request, executor: ThreadPoolExecutor, body: Body) -> None:
         self.request = Request(request.scope, body.receive)
         self.body = body
         self.admitted = False
@@ -93,7 +51,7 @@ class _Job:
         self._future = self._executor.submit(fn, *args)
         return await asyncio.wrap_future(self._future)
 
-    def release(self, gate: _Gate) -> None:
+    def release(self, gate: Gate) -> None:
         # The slot and the body's bytes are held until the engine thread ends, even if the
         # client went away first, so the pool's queue can never grow past workers + queue.
         def done(_: Any = None) -> None:
@@ -105,49 +63,6 @@ class _Job:
             done()
         else:
             self._future.add_done_callback(done)
-
-
-class _Body:
-    """``receive`` for one request body, refusing with 413 past ``max_body`` bytes, 408 (and
-    Connection: close) when no byte comes for ``idle`` seconds or the whole body takes over
-    ``total``, 503 when the server already holds ``buffer.limit`` bytes of bodies."""
-
-    def __init__(self, receive: Receive, max_body: int, idle: float, total: float,
-                 buffer: _Buffer) -> None:
-        self._receive, self._max_body, self._idle, self._total = receive, max_body, idle, total
-        self._buffer = buffer
-        self._deadline: Optional[float] = None
-        self.size = 0
-        self.complete = False
-
-    async def receive(self) -> Message:
-        if self.complete:                          # after the body: disconnects, no deadline
-            return await self._receive()
-        now = time.monotonic()
-        if self._deadline is None:
-            self._deadline = now + self._total
-        wait = min(self._idle, self._deadline - now)
-        try:
-            message = await asyncio.wait_for(self._receive(), max(0.0, wait))
-        except asyncio.TimeoutError:
-            why = (f"no byte of the body for {self._idle:g} s" if wait >= self._idle
-                   else f"the body took over {self._total:g} s")
-            raise Refusal(408, f"request timeout: {why}; send the whole body at once",
-                          {"Connection": "close"}) from None
-        if message["type"] == "http.request":
-            chunk = len(message.get("body", b""))
-            if self.size + chunk > self._max_body:
-                raise too_large(self._max_body)
-            if not self._buffer.take(chunk):
-                raise Refusal(503, "the server holds too many uploads; try again shortly",
-                              {"Retry-After": "1", "Connection": "close"})
-            self.size += chunk
-            self.complete = not message.get("more_body", False)
-        return message
-
-    def release(self) -> None:
-        self._buffer.give(self.size)
-        self.size = 0
 
 
 def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFAULT_MAX_BODY,
@@ -170,8 +85,8 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
     _reserve_connections(engine, workers)
-    gate = _Gate(workers + queue)
-    buffer = _Buffer(max_buffered)
+    gate = Gate(workers + queue)
+    buffer = Buffer(max_buffered)
     expected = f"Bearer {token}".encode("utf-8") if token else None
 
     @asynccontextmanager
@@ -198,7 +113,7 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
             length = request.headers.get("content-length", "")
             if length.isascii() and length.isdigit() and int(length) > max_body:
                 raise too_large(max_body)
-            body = _Body(request.receive, max_body, body_idle, body_timeout, buffer)
+            body = Body(request.receive, max_body, body_idle, body_timeout, buffer)
             job = _Job(request, executor, body)
             await job.request.body()        # a slot only for a whole body: a stalled upload holds none
             job.admitted = gate.enter()

@@ -11,6 +11,7 @@ from starlette.types import Message, Receive
 
 from .uploads import Refusal, too_large
 
+
 class Gate:
     """Admits at most ``capacity`` whole requests at once; the rest are refused, never queued."""
 

@@ -40,7 +40,7 @@ def start_fake(delay: float) -> Any:
     """A running FakeGoogle (in this process) with a bench-sized listen backlog and a cheap answer."""
     import fake_google
     # socketserver's default backlog of 5 drops SYNs when 64 clients connect at once (1 s retransmits).
-    fake_google._Server.request_queue_size = 256
+    fake_google._Server.request_queue_size = 1024
     fake = fake_google.FakeGoogle(valid_keys=(KEY,), delay=delay)
     fake.start()
     fake.recognizer = constant_answer

@@ -14,6 +14,9 @@ from .errors import ConfigError
 from .settings import KEY_ENV_VARS, Settings
 
 TOKEN_ENV = "GOOGLE_STT_SERVER_TOKEN"
+# How `serve --processes N` hands its options to the worker processes uvicorn starts.
+SERVE_ARGS_ENV = "OVOS_GOOGLE_STT_SERVE_ARGS"
+WORKER_APP = "ovos_stt_plugin_google_apikey.cli:worker_app"
 DEFAULT_PORT = 9090
 EXIT_CONFIG = 2          # argparse's own status for a usage error
 
@@ -22,9 +25,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run a subcommand; the exit status (0 ok, 2 bad configuration or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    # The server logs a line per request at INFO; the one-shot commands print their result and
-    # keep retries and such to -v.
-    _log_to_stderr("DEBUG" if args.verbose else "INFO" if args.command == "serve" else "WARNING")
+    _setup_logging(args.verbose, args.command)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -91,12 +92,22 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser,
                             "plugin's or OVOS's)")
     serve.add_argument("--token-file", help="file holding the bearer token clients must send "
                                             f"(default: ${TOKEN_ENV}; none: no token needed)")
-    serve.add_argument("--workers", type=_positive, default=8,
-                       help="Google requests in parallel (default: 8)")
-    serve.add_argument("--queue", type=_natural, default=16,
-                       help="requests waiting beyond those; more get 503 (default: 16)")
+    # The defaults are server.create_app's (tests/test_server_capacity.py checks they agree).
+    serve.add_argument("--workers", type=_positive, default=256,
+                       help="Google requests in flight at once, per process (default: 256)")
+    serve.add_argument("--queue", type=_natural, default=64,
+                       help="whole requests waiting beyond those; more get 503 (default: 64)")
     serve.add_argument("--max-body", type=_positive, default=10 * 1024 * 1024, metavar="BYTES",
                        help="largest request body (default: 10 MiB)")
+    serve.add_argument("--body-idle", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="an upload silent this long gets 408 (default: 5)")
+    serve.add_argument("--body-timeout", type=_seconds, default=60.0, metavar="SECONDS",
+                       help="an upload not complete after this long gets 408 (default: 60)")
+    serve.add_argument("--max-buffered", type=_positive, default=64 * 1024 * 1024, metavar="BYTES",
+                       help="bytes of request bodies held at once, per process; past it 503 "
+                            "(default: 64 MiB)")
+    serve.add_argument("--processes", type=_positive, default=1,
+                       help="server processes sharing the port, e.g. one per core (default: 1)")
     serve.set_defaults(func=_serve)
 
 
@@ -208,14 +219,16 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ovos-google-stt: the server needs its extra ({exc.name} is missing): "
               "pip install 'ovos-stt-plugin-google-apikey[server]'", file=sys.stderr)
         return EXIT_CONFIG
-    config = _plugin_config(args)
-    token = _token(args.token_file)
-    engine = _engine(config)
-    try:
-        app = server.create_app(engine, token=token, max_body=args.max_body,
-                                workers=args.workers, queue=args.queue, default_lang=args.lang)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    app, engine = _serve_app(args)           # also with --processes: a bad setting stops here
+    if args.processes > 1:
+        if engine is not None:
+            engine.shutdown()
+        # Each worker process builds its own engine and app from the same options; the key
+        # comes from the environment or the config file, as here.
+        os.environ[SERVE_ARGS_ENV] = json.dumps({k: v for k, v in vars(args).items() if k != "func"})
+        server.run_processes(WORKER_APP, args.processes, args.host, args.port,
+                             app.state.token_required)
+        return 0
     # uvicorn's own start-up lines are INFO, below the level its loggers keep here.
     LOG.info("serving on http://%s:%d (Ctrl+C to stop)", args.host, args.port)
     try:
@@ -224,6 +237,36 @@ def _serve(args: argparse.Namespace) -> int:
         if engine is not None:
             engine.shutdown()
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one `serve --processes N` worker (uvicorn calls this in each process)."""
+    args = argparse.Namespace(**json.loads(os.environ[SERVE_ARGS_ENV]))
+    _setup_logging(args.verbose)
+    return _serve_app(args)[0]
+
+
+def _setup_logging(verbose: bool, command: str = "serve") -> None:
+    # The server logs a line per request at INFO; the one-shot commands print their result and
+    # keep retries and such to -v.
+    _log_to_stderr("DEBUG" if verbose else "INFO" if command == "serve" else "WARNING")
+
+
+def _serve_app(args: argparse.Namespace) -> Any:
+    """(app, engine) for the serve options; engine is None without a key. Raises ConfigError."""
+    from . import server
+    config = _plugin_config(args)
+    token = _token(args.token_file)
+    engine = _engine(config)
+    try:
+        app = server.create_app(engine, token=token, max_body=args.max_body, workers=args.workers,
+                                queue=args.queue, default_lang=args.lang, body_idle=args.body_idle,
+                                body_timeout=args.body_timeout, max_buffered=args.max_buffered)
+    except ValueError as exc:
+        if engine is not None:
+            engine.shutdown()
+        raise ConfigError(str(exc)) from exc
+    return app, engine
 
 
 def _plugin_config(args: argparse.Namespace) -> Dict[str, Any]:
@@ -289,6 +332,16 @@ def _positive(text: str) -> int:
 
 def _natural(text: str) -> int:
     return _bounded(text, 0)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds; got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be over 0 seconds; got {text!r}")
+    return value
 
 
 def _bounded(text: Any, low: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -14,11 +13,10 @@ import uvicorn
 from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
-from starlette.types import Message, Receive
-
 from ovos_utils.log import LOG
 
 from . import contract
+from .admission import Body, Buffer, Gate
 from .languages import to_google
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, RequestMetrics
@@ -27,34 +25,25 @@ from .version import __version__
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without importing OPM here
 NO_KEY = "no Google API key configured: set GOOGLE_STT_API_KEY"
+# The defaults below are what README documents ("The companion HTTP server").
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-
-
-class _Gate:
-    """Admits at most ``capacity`` requests at once; the rest are refused, never queued."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.busy = 0
-        self._lock = threading.Lock()      # released from worker threads too (done-callbacks)
-
-    def enter(self) -> bool:
-        with self._lock:
-            if self.busy >= self.capacity:
-                return False
-            self.busy += 1
-            return True
-
-    def leave(self, _: Any = None) -> None:
-        with self._lock:
-            self.busy -= 1
+# Google calls in flight at once. A worker is a thread that mostly waits on Google (~1 s), so
+# hundreds cost little: bench/capacity.py measures the memory per request in flight.
+DEFAULT_WORKERS = 256
+DEFAULT_QUEUE = 64                           # whole requests waiting beyond those; then 503
+DEFAULT_BODY_IDLE = 5.0                      # seconds a body may go without a byte: then 408
+DEFAULT_BODY_TIMEOUT = 60.0                  # seconds a whole body may take: then 408
+DEFAULT_MAX_BUFFERED = 64 * 1024 * 1024      # bytes of bodies held at once, read or reading
 
 
 class _Job:
-    """One admitted request: its size-limited Request, what it carried, its engine call."""
+    """One request: its limited Request, what it carried, its engine call."""
 
-    def __init__(self, request: Request, executor: ThreadPoolExecutor, metrics: Metrics) -> None:
-        self.request = request
+    def __init__(self, request: Request, executor: ThreadPoolExecutor, body: Body,
+                 metrics: Metrics) -> None:
+        self.request = Request(request.scope, body.receive)
+        self.body = body
+        self.admitted = False
         self._metrics = metrics
         self.seconds: Optional[float] = None
         self.lang: Optional[str] = None
@@ -66,26 +55,42 @@ class _Job:
         self._future = self._metrics.submit(self._executor, self.request.state, fn, *args)
         return await asyncio.wrap_future(self._future)
 
-    def release(self, gate: _Gate) -> None:
-        # The slot is held until the engine thread ends, even if the client went away first,
-        # so the pool's queue can never grow past workers + queue.
+    def release(self, gate: Gate) -> None:
+        # The slot and the body's bytes are held until the engine thread ends, even if the
+        # client went away first, so the pool's queue can never grow past workers + queue.
+        def done(_: Any = None) -> None:
+            if self.admitted:
+                gate.leave()
+            self.body.release()
+
         if self._future is None:
-            gate.leave()
+            done()
         else:
-            self._future.add_done_callback(gate.leave)
+            self._future.add_done_callback(done)
 
 
 def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFAULT_MAX_BODY,
-               workers: int = 8, queue: int = 16, default_lang: Optional[str] = None) -> FastAPI:
+               workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE,
+               default_lang: Optional[str] = None, body_idle: float = DEFAULT_BODY_IDLE,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT,
+               max_buffered: int = DEFAULT_MAX_BUFFERED) -> FastAPI:
     """The ASGI app. ``engine`` is a GoogleAPIKeySTT, or None when no key is configured (the
-    STT routes then answer 503). Raises ValueError for a bad limit or default_lang."""
-    if max_body < 1 or workers < 1 or queue < 0:
-        raise ValueError("max_body and workers must be at least 1, queue at least 0")
+    STT routes then answer 503). Raises ValueError for a bad limit or default_lang.
+
+    A request takes one of ``workers + queue`` slots only once its whole body has arrived;
+    ``workers`` of them call Google at once, the rest wait their turn; past that, 503.
+    """
+    if max_body < 1 or workers < 1 or queue < 0 or max_buffered < max_body:
+        raise ValueError("max_body and workers must be at least 1, queue at least 0, "
+                         "max_buffered at least max_body")
+    if not body_idle > 0 or not body_timeout > 0:
+        raise ValueError("body_idle and body_timeout must be over 0 seconds")
     if default_lang is not None and not LANG_TAG.fullmatch(default_lang):
         raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
     _reserve_connections(engine, workers)
-    gate = _Gate(workers + queue)
+    gate = Gate(workers + queue)
+    buffer = Buffer(max_buffered)
     expected = f"Bearer {token}".encode("utf-8") if token else None
 
     @asynccontextmanager
@@ -119,9 +124,12 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
             length = request.headers.get("content-length", "")
             if length.isascii() and length.isdigit() and int(length) > max_body:
                 raise too_large(max_body)
-            if not gate.enter():
+            body = Body(request.receive, max_body, body_idle, body_timeout, buffer)
+            job = _Job(request, executor, body, metrics)
+            await job.request.body()        # a slot only for a whole body: a stalled upload holds none
+            job.admitted = gate.enter()
+            if not job.admitted:
                 raise Refusal(503, "the server is busy; try again shortly", {"Retry-After": "1"})
-            job = _Job(Request(request.scope, _limited(request.receive, max_body)), executor, metrics)
             response = await work(job)
         except Exception as exc:                   # noqa: BLE001 - every outcome is mapped here
             refusal = refusal_for(exc)
@@ -209,33 +217,48 @@ def _reserve_connections(engine: Any, workers: int) -> None:
 
 def make_server(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> uvicorn.Server:
     """A uvicorn server for ``app`` (without access log: the app logs each request itself)."""
-    if not _is_loopback(host) and not getattr(app.state, "token_required", False):
-        LOG.warning("listening on %s without a token: anyone who can reach port %d can spend "
-                    "your Google quota; set GOOGLE_STT_SERVER_TOKEN or --token-file", host, port)
-    config = uvicorn.Config(app, host=host, port=port, access_log=False, log_config=None,
-                            server_header=False)
-    return uvicorn.Server(config)
+    _warn_if_open(host, port, getattr(app.state, "token_required", False))
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **UVICORN_OPTIONS))
 
 
 def run(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> None:
     """Serve ``app`` until interrupted."""
+    _raise_file_limit()
     make_server(app, host, port).run()
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """``receive`` that refuses with 413 as soon as the body passes ``limit`` bytes."""
-    seen = 0
+def run_processes(factory: str, processes: int, host: str, port: int, token_required: bool) -> None:
+    """Serve on one port from ``processes`` uvicorn worker processes until interrupted; each
+    builds its own app by calling ``factory`` ("module:function"). uvicorn's supervisor
+    restarts a worker that dies."""
+    _warn_if_open(host, port, token_required)
+    _raise_file_limit()
+    uvicorn.run(factory, factory=True, workers=processes, host=host, port=port, **UVICORN_OPTIONS)
 
-    async def receive_limited() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise too_large(limit)
-        return message
 
-    return receive_limited
+UVICORN_OPTIONS: Dict[str, Any] = dict(access_log=False, log_config=None, server_header=False)
+
+
+def _warn_if_open(host: str, port: int, token_required: bool) -> None:
+    if not _is_loopback(host) and not token_required:
+        LOG.warning("listening on %s without a token: anyone who can reach port %d can spend "
+                    "your Google quota; set GOOGLE_STT_SERVER_TOKEN or --token-file", host, port)
+
+
+def _raise_file_limit() -> None:
+    """Hundreds of requests in flight hold two sockets each (client and Google): lift the soft
+    limit on open files (1024 on many systems) towards the hard one."""
+    try:
+        import resource
+    except ImportError:                         # not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            LOG.warning("could not raise the open-file limit from %d: %s", soft, exc)
 
 
 def _error_response(refusal: Refusal, json_errors: bool) -> Response:

@@ -1,0 +1,196 @@
+"""The server under a crowd and a hostile network, over real sockets on loopback: a slot only for
+a whole body, body deadlines (408), hundreds of requests in flight, `serve --processes`."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import select
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from audio_samples import tone, wav
+
+pytest.importorskip("fastapi")
+
+import fake_google  # noqa: E402
+from ovos_stt_plugin_google_apikey import cli  # noqa: E402
+from ovos_stt_plugin_google_apikey.server import create_app  # noqa: E402
+from test_server import HEARD, KEY, SPEECH, build_engine, running, serve_command  # noqa: E402
+
+HANG_GUARD = 20          # seconds: only catches a hang, never judges speed
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def half_sent(port: int, declared: int = 100_000, sent: int = 1_000) -> socket.socket:
+    """An upload that announces ``declared`` bytes, sends ``sent`` and goes quiet (no FIN)."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD)
+    conn.sendall(b"POST /stt HTTP/1.1\r\nHost: test\r\nContent-Type: audio/wav\r\n"
+                 b"Content-Length: %d\r\n\r\n" % declared + bytes(sent))
+    return conn
+
+
+def answer_of(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return received
+        received += chunk
+
+
+def status_line(answer: bytes) -> bytes:
+    return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.fixture
+def engine(fake):
+    engine = build_engine(fake, timeout=10)
+    yield engine
+    engine.shutdown()
+
+
+def test_silent_half_sent_uploads_hold_no_slot_and_get_408(engine, fake):
+    # Two slots only, 64 silent uploads: before, each held a slot and /stt answered 503.
+    app = create_app(engine, workers=2, queue=0, body_idle=2.0)
+    with running(app) as url:
+        silent = [half_sent(port_of(url)) for _ in range(64)]
+        try:
+            reply = requests.post(f"{url}/stt", data=SPEECH, timeout=HANG_GUARD)
+            status = requests.get(f"{url}/status", timeout=HANG_GUARD).json()
+            answers = [answer_of(conn) for conn in silent]       # each ends when the server closes
+        finally:
+            for conn in silent:
+                conn.close()
+    assert (reply.status_code, reply.text) == (200, HEARD)
+    assert status["busy"] == 0 and status["capacity"] == 2
+    assert {status_line(a) for a in answers} == {b"HTTP/1.1 408 Request Timeout"}
+    assert all(b"connection: close" in a.lower() and b"no byte of the body for 2 s" in a
+               for a in answers)
+    assert len(fake.requests) == 1
+
+
+def test_a_trickling_upload_gets_408_at_the_body_time_limit(engine, fake):
+    app = create_app(engine, body_idle=5.0, body_timeout=1.0)
+    with running(app) as url, half_sent(port_of(url), sent=44) as conn:
+        started = time.monotonic()
+        while not select.select([conn], [], [], 0.1)[0]:        # one byte every 0.1 s, never idle
+            assert time.monotonic() - started < HANG_GUARD, "no answer to a trickling upload"
+            conn.sendall(b"\x00")
+        answer = answer_of(conn)
+    assert status_line(answer) == b"HTTP/1.1 408 Request Timeout"
+    assert b"connection: close" in answer.lower() and b"the body took over 1 s" in answer
+    assert fake.requests == []
+
+
+def test_408_is_a_json_error_on_stt_json(engine, fake):
+    with running(create_app(engine, body_idle=0.5)) as url:
+        with socket.create_connection(("127.0.0.1", port_of(url)), timeout=HANG_GUARD) as conn:
+            conn.sendall(b"POST /stt/json HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{\"audio_b64\": \"")
+            answer = answer_of(conn)
+    assert status_line(answer) == b"HTTP/1.1 408 Request Timeout"
+    assert "no byte of the body" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+
+
+@pytest.fixture
+def roomy_fake(monkeypatch):
+    """A fake Google taking 1 s, with a listen backlog for hundreds of connections at once
+    (socketserver's default of 5 would cost SYN retransmits, not failures)."""
+    monkeypatch.setattr(fake_google._Server, "request_queue_size", 1024)
+    with fake_google.FakeGoogle(delay=1.0) as fake:
+        yield fake
+
+
+def test_256_concurrent_clients_all_get_their_transcript(roomy_fake):
+    engine = build_engine(roomy_fake, timeout=30)
+    longest = tone(3.06, freq=300)
+    pcms = [longest[:2 * (8000 + 160 * n)] for n in range(256)]      # each its own length
+    try:
+        with running(create_app(engine)) as url, ThreadPoolExecutor(256) as pool:   # the defaults
+            replies = list(pool.map(lambda clip: requests.post(f"{url}/stt", data=clip,
+                                                               timeout=60), map(wav, pcms)))
+            status = requests.get(f"{url}/status", timeout=HANG_GUARD)
+    finally:
+        engine.shutdown()
+    assert [r.status_code for r in replies] == [200] * 256
+    assert [r.text for r in replies] == [f"audio {len(pcm) / 32000:.2f} seconds at 16000 hertz"
+                                         for pcm in pcms]
+    assert len(roomy_fake.requests) == 256
+    assert status.status_code == 200 and status.json()["capacity"] >= 256
+
+
+def test_bodies_held_past_max_buffered_get_503_and_are_let_go(engine, fake):
+    fake.delay = 2.0                   # the first request holds its body while Google thinks
+    body = tone(1.5)                   # 48,000 bytes of raw PCM
+    app = create_app(engine, max_body=64 * 1024, max_buffered=64 * 1024)
+    with running(app) as url, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(requests.post, f"{url}/stt", data=body, timeout=HANG_GUARD)
+        deadline = time.monotonic() + HANG_GUARD
+        while requests.get(f"{url}/status", timeout=HANG_GUARD).json()["busy"] == 0:
+            assert time.monotonic() < deadline and not first.done(), "the first request never started"
+            time.sleep(0.02)
+        refused = requests.post(f"{url}/stt", data=body, timeout=HANG_GUARD)
+        assert first.result().status_code == 200
+        fake.delay = 0.0
+        after = requests.post(f"{url}/stt", data=body, timeout=HANG_GUARD)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "too many uploads" in refused.text
+    assert (after.status_code, after.text) == (200, "audio 1.50 seconds at 16000 hertz")
+    assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("limits", [dict(body_idle=0), dict(body_timeout=-1),
+                                    dict(max_buffered=1000, max_body=2000), dict(workers=0)])
+def test_bad_limits_are_refused_at_start(engine, limits):
+    with pytest.raises(ValueError):
+        create_app(engine, **limits)
+
+
+def test_serve_defaults_are_create_apps():
+    defaults = {name: p.default for name, p in inspect.signature(create_app).parameters.items()}
+    args = cli.build_parser().parse_args(["serve"])
+    for name in ("workers", "queue", "max_body", "body_idle", "body_timeout", "max_buffered"):
+        assert getattr(args, name) == defaults[name], name
+    assert args.processes == 1
+
+
+def _workers_of(pid: int) -> list:
+    """The uvicorn worker processes under ``pid`` (multiprocessing's spawned children)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as cmd:
+                    if b"spawn_main" in cmd.read():
+                        found.append(int(child))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc")
+def test_serve_processes_runs_workers_on_one_port_with_the_key_from_the_environment(fake, tmp_path):
+    (tmp_path / "conf.json").write_text(json.dumps({"lang": "en-US", "retries": 0}))
+    args = ["--endpoint", fake.endpoint, "--config", str(tmp_path / "conf.json"), "--processes", "2"]
+    with serve_command(args, {"GOOGLE_STT_API_KEY": KEY}) as (url, process):
+        deadline = time.monotonic() + 60              # the second worker may start later
+        while len(_workers_of(process.pid)) < 2:
+            assert time.monotonic() < deadline, "two workers did not start"
+            time.sleep(0.1)
+        status = requests.get(f"{url}/status", timeout=HANG_GUARD)
+        replies = [requests.post(f"{url}/stt", data=SPEECH, timeout=HANG_GUARD) for _ in range(4)]
+        workers = _workers_of(process.pid)
+        process.terminate()
+        assert process.wait(timeout=HANG_GUARD) is not None
+        log = process.stderr.read()
+    assert status.status_code == 200 and status.json()["key_configured"] is True
+    assert [(r.status_code, r.text) for r in replies] == [(200, HEARD)] * 4
+    assert len(workers) == 2
+    assert fake.requests[0].headers["X-Goog-Api-Key"] == KEY and KEY not in log

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Message, Receive
 
 from .languages import to_google
-from .uploads import LANG_TAG, Refusal, parse_lang, read_audio, read_json_audio, refusal_for, too_large
+from .uploads import (DEFAULT_MAX_AUDIO_SECONDS, LANG_TAG, Refusal, parse_lang, read_audio, read_json_audio,
+                      refusal_for, too_large)
 from .version import __version__
 
 LOG = logging.getLogger(__name__)
@@ -72,11 +73,15 @@ class _Job:
 
 
 def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFAULT_MAX_BODY,
-               workers: int = 8, queue: int = 16, default_lang: Optional[str] = None) -> FastAPI:
+               workers: int = 8, queue: int = 16, default_lang: Optional[str] = None,
+               max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> FastAPI:
     """The ASGI app. ``engine`` is a GoogleAPIKeySTT, or None when no key is configured (the
-    STT routes then answer 503). Raises ValueError for a bad limit or default_lang."""
+    STT routes then answer 503). ``max_audio_seconds`` bounds the audio of one request (413
+    past it). Raises ValueError for a bad limit or default_lang."""
     if max_body < 1 or workers < 1 or queue < 0:
         raise ValueError("max_body and workers must be at least 1, queue at least 0")
+    if not max_audio_seconds > 0:
+        raise ValueError(f"max_audio_seconds must be above 0; got {max_audio_seconds}")
     if default_lang is not None and not LANG_TAG.fullmatch(default_lang):
         raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
@@ -127,13 +132,13 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         return response
 
     async def stt_route(job: _Job) -> Response:
-        pcm, lang = await read_audio(job.request, default_lang)
+        pcm, lang = await read_audio(job.request, default_lang, max_audio_seconds)
         job.seconds, job.lang = pcm.duration, engine.google_language(lang)
         transcript = await job.run(engine.recognize, pcm, lang)
         return PlainTextResponse(transcript.text)    # "" is "no speech", as OVOS expects
 
     async def stt_json_route(job: _Job) -> Response:
-        pcm, lang = read_json_audio(await job.request.body(), default_lang)
+        pcm, lang = await read_json_audio(job.request, default_lang, max_audio_seconds)
         job.seconds, job.lang = pcm.duration, engine.google_language(lang)
         transcript = await job.run(engine.recognize, pcm, lang)
         if transcript.language:                 # what Google heard (it matters for "auto")
@@ -145,11 +150,11 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         valid = [v for v in valid if v]
         if not valid:
             raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
-        if len(valid) == 1:                         # nothing to choose from, as the launcher does
+        pcm, _ = await read_audio(job.request, default_lang, max_audio_seconds)
+        job.seconds = pcm.duration
+        if len(valid) == 1:              # nothing to choose from (as the launcher does), audio read
             job.lang = valid[0]
             return JSONResponse({"lang": valid[0], "conf": 1.0})
-        pcm, _ = await read_audio(job.request, default_lang)
-        job.seconds = pcm.duration
         lang, conf = await job.run(engine.detect_language, pcm, valid)
         job.lang = lang
         return JSONResponse({"lang": lang, "conf": conf})

@@ -6,7 +6,7 @@ import warnings
 import wave
 from array import array
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, List, Optional
 
 with warnings.catch_warnings():
     # Deprecated in 3.11-3.12, removed in 3.13 where the audioop-lts backport provides it.
@@ -77,30 +77,16 @@ def from_audio(audio: Any) -> PCM:
                      "WAV bytes or raw 16 kHz 16-bit mono PCM")
 
 
-def from_bytes(data: bytes) -> PCM:
-    """A WAV, FLAC or Ogg file by its magic bytes; anything else is raw 16 kHz 16-bit mono PCM."""
-    if data[:4] == b"RIFF":
-        return from_wav(data)
-    if data[:4] in (b"fLaC", b"OggS"):
-        return from_compressed(data)
-    return from_raw(data)
+def from_bytes(data: bytes, max_seconds: Optional[float] = None,
+               content_type: Optional[str] = None) -> PCM:
+    """A WAV, FLAC, Ogg, AIFF or MP3 file by its first bytes, else raw 16 kHz 16-bit mono PCM
+    (whole samples, not text); the rule is decoding.decode's.
 
-
-def from_compressed(data: bytes) -> PCM:
-    """Decode FLAC or Ogg (Opus/Vorbis) with soundfile, from the [flac] extra.
-
-    Raises AudioError when soundfile is missing or the data does not decode.
+    Raises UnsupportedAudioError (not audio we read), AudioTooLongError (over ``max_seconds``)
+    or AudioError.
     """
-    try:
-        import soundfile
-    except ImportError as exc:
-        raise AudioError("FLAC/Ogg audio needs the optional decoder: "
-                         "pip install 'ovos-stt-plugin-google-apikey[flac]'") from exc
-    try:
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
-    except (RuntimeError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
-        raise AudioError(f"cannot decode the FLAC/Ogg audio: {exc}") from exc
-    return PCM(samples.tobytes(), int(rate), 2, int(samples.shape[1]))
+    from .decoding import decode
+    return decode(data, content_type=content_type, max_seconds=max_seconds)
 
 
 def from_raw(data: bytes, sample_rate: int = RAW_RATE, sample_width: int = RAW_WIDTH,
@@ -109,17 +95,13 @@ def from_raw(data: bytes, sample_rate: int = RAW_RATE, sample_width: int = RAW_W
     return PCM(bytes(data), sample_rate, sample_width, channels)
 
 
-def from_wav(data: bytes) -> PCM:
-    """Parse a PCM WAV file. Raises AudioError for anything else or a broken header."""
-    try:
-        with wave.open(io.BytesIO(data)) as wav:
-            rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
-            frames = wav.readframes(wav.getnframes())
-    except (wave.Error, EOFError, ValueError, OverflowError, MemoryError, RuntimeError) as exc:
-        raise AudioError(f"not a readable PCM WAV file: {exc}") from exc
-    if width == 1:
-        frames = audioop.bias(frames, 1, -128)   # 8-bit WAV is unsigned; we keep signed PCM
-    return PCM(frames, rate, width, channels)
+def from_wav(data: bytes, max_seconds: Optional[float] = None) -> PCM:
+    """A WAV file: PCM (also WAVE_FORMAT_EXTENSIBLE), float, A-law or mu-law.
+
+    Raises AudioError for anything else or a broken header.
+    """
+    from .decoding import from_wav as read
+    return read(data, max_seconds)
 
 
 def to_linear16(pcm: PCM) -> PCM:
@@ -128,7 +110,7 @@ def to_linear16(pcm: PCM) -> PCM:
     if pcm.sample_width != 2:
         data = audioop.lin2lin(data, pcm.sample_width, 2)
     if pcm.channels > 1:
-        data = _mix_to_mono(data, pcm.channels)
+        data = mix_to_mono(data, pcm.channels)
     mono = PCM(data, pcm.sample_rate, 2, 1)
     if not GOOGLE_MIN_RATE <= mono.sample_rate <= GOOGLE_MAX_RATE:
         return resample(mono, FALLBACK_RATE)
@@ -168,7 +150,10 @@ def split(pcm: PCM, max_seconds: float, search_seconds: float = 5.0,
     return pieces
 
 
-def _mix_to_mono(data: bytes, channels: int) -> bytes:
+def mix_to_mono(data: bytes, channels: int) -> bytes:
+    """16-bit interleaved frames as their mono mix."""
+    if channels == 1:
+        return data
     if channels == 2:
         return audioop.tomono(data, 2, 0.5, 0.5)
     samples = array("h", data)

@@ -108,6 +108,9 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser,
                             "(default: 64 MiB)")
     serve.add_argument("--processes", type=_positive, default=1,
                        help="server processes sharing the port, e.g. one per core (default: 1)")
+    serve.add_argument("--max-audio-seconds", type=_seconds, default=120.0, metavar="SECONDS",
+                       help="longest audio one request may carry; longer gets 413 before it is "
+                            "decoded or sent (default: 120)")
     serve.set_defaults(func=_serve)
 
 
@@ -122,6 +125,9 @@ def _add_transcribe(commands: Any, common: argparse.ArgumentParser,
                                            "plugin's or OVOS's")
     transcribe.add_argument("--json", action="store_true",
                             help="print every alternative with its confidence as JSON lines")
+    transcribe.add_argument("--max-seconds", type=_seconds, metavar="SECONDS",
+                            help="refuse a file longer than this before decoding all of it "
+                                 "(default: no limit)")
     transcribe.set_defaults(func=_transcribe)
 
 
@@ -136,6 +142,7 @@ def _add_check(commands: Any, common: argparse.ArgumentParser,
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    import mimetypes
     from . import audio as audio_mod
     from .errors import GoogleSTTError
     engine = _require_engine(_plugin_config(args))
@@ -148,7 +155,8 @@ def _transcribe(args: argparse.Namespace) -> int:
                     print(f"{path}: part {done} of {total} done", file=sys.stderr)
             try:
                 with open(path, "rb") as f:
-                    pcm = audio_mod.from_bytes(f.read())
+                    # The name's type stands in for a Content-Type: README.md is text, not PCM.
+                    pcm = audio_mod.from_bytes(f.read(), args.max_seconds, mimetypes.guess_type(path)[0])
                 transcript = engine.recognize(pcm, args.lang, progress=progress)
             except (OSError, GoogleSTTError) as exc:
                 print(f"{path}: {exc}", file=sys.stderr)
@@ -261,7 +269,8 @@ def _serve_app(args: argparse.Namespace) -> Any:
     try:
         app = server.create_app(engine, token=token, max_body=args.max_body, workers=args.workers,
                                 queue=args.queue, default_lang=args.lang, body_idle=args.body_idle,
-                                body_timeout=args.body_timeout, max_buffered=args.max_buffered)
+                                body_timeout=args.body_timeout, max_buffered=args.max_buffered,
+                                max_audio_seconds=args.max_audio_seconds)
     except ValueError as exc:
         if engine is not None:
             engine.shutdown()
@@ -324,6 +333,16 @@ def _engine(config: Dict[str, Any]) -> Any:
         return None
     from .plugin import GoogleAPIKeySTT
     return GoogleAPIKeySTT(config)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds; got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0; got {text}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -3,6 +3,8 @@
     GoogleSTTError
     ├── ConfigError            a setting is missing or invalid: fix mycroft.conf / env
     ├── AudioError             the audio cannot be sent: wrong format, empty, too long
+    │   ├── UnsupportedAudioError  not audio we read (text, a form, MP3 without a decoder): send another format
+    │   └── AudioTooLongError      longer than the caller's limit (the server's per-request budget)
     └── APIError               Google answered with an error, or did not answer
         ├── CredentialsError   fix the key or the Google Cloud project
         │   ├── InvalidKeyError        key unknown, expired, or missing
@@ -53,6 +55,14 @@ class ConfigError(GoogleSTTError, ValueError):
 
 class AudioError(GoogleSTTError, ValueError):
     """The audio cannot be decoded or cannot be sent to Google."""
+
+
+class UnsupportedAudioError(AudioError):
+    """The bytes are not audio in a format this package reads; the message says what to send."""
+
+
+class AudioTooLongError(AudioError):
+    """The audio lasts longer than the limit the caller set (found before decoding all of it)."""
 
 
 class APIError(GoogleSTTError):

@@ -20,7 +20,8 @@ from .admission import Body, Buffer, Gate
 from .languages import to_google
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, RequestMetrics
-from .uploads import LANG_TAG, Refusal, parse_lang, read_audio, read_json_audio, refusal_for, too_large
+from .uploads import (DEFAULT_MAX_AUDIO_SECONDS, LANG_TAG, Refusal, parse_lang, read_audio,
+                      read_json_audio, refusal_for, too_large)
 from .version import __version__
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without importing OPM here
@@ -73,9 +74,11 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
                workers: int = DEFAULT_WORKERS, queue: int = DEFAULT_QUEUE,
                default_lang: Optional[str] = None, body_idle: float = DEFAULT_BODY_IDLE,
                body_timeout: float = DEFAULT_BODY_TIMEOUT,
-               max_buffered: int = DEFAULT_MAX_BUFFERED) -> FastAPI:
+               max_buffered: int = DEFAULT_MAX_BUFFERED,
+               max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> FastAPI:
     """The ASGI app. ``engine`` is a GoogleAPIKeySTT, or None when no key is configured (the
-    STT routes then answer 503). Raises ValueError for a bad limit or default_lang.
+    STT routes then answer 503). ``max_audio_seconds`` bounds the audio of one request (413
+    past it). Raises ValueError for a bad limit or default_lang.
 
     A request takes one of ``workers + queue`` slots only once its whole body has arrived;
     ``workers`` of them call Google at once, the rest wait their turn; past that, 503.
@@ -85,6 +88,8 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
                          "max_buffered at least max_body")
     if not body_idle > 0 or not body_timeout > 0:
         raise ValueError("body_idle and body_timeout must be over 0 seconds")
+    if not max_audio_seconds > 0:
+        raise ValueError(f"max_audio_seconds must be above 0; got {max_audio_seconds}")
     if default_lang is not None and not LANG_TAG.fullmatch(default_lang):
         raise ValueError(f"default_lang must be a language tag such as en-US; got {default_lang!r}")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
@@ -147,13 +152,13 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         return response
 
     async def stt_route(job: _Job) -> Response:
-        pcm, lang = await read_audio(job.request, default_lang)
+        pcm, lang = await read_audio(job.request, default_lang, max_audio_seconds)
         job.seconds, job.lang = pcm.duration, engine.google_language(lang)
         transcript = await job.run(engine.recognize, pcm, lang)
         return PlainTextResponse(transcript.text)    # "" is "no speech", as OVOS expects
 
     async def stt_json_route(job: _Job) -> Response:
-        pcm, lang = read_json_audio(await job.request.body(), default_lang)
+        pcm, lang = await read_json_audio(job.request, default_lang, max_audio_seconds)
         job.seconds, job.lang = pcm.duration, engine.google_language(lang)
         transcript = await job.run(engine.recognize, pcm, lang)
         if transcript.language:                 # what Google heard (it matters for "auto")
@@ -165,9 +170,9 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         valid = [v for v in valid if v]
         if not valid:
             raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
-        pcm, _ = await read_audio(job.request, default_lang)   # refused if not audio, always
+        pcm, _ = await read_audio(job.request, default_lang, max_audio_seconds)
         job.seconds = pcm.duration
-        if len(valid) == 1:                         # nothing to choose from, as the launcher does
+        if len(valid) == 1:              # nothing to choose from (as the launcher does), audio read
             job.lang = valid[0]
             return JSONResponse({"lang": valid[0], "conf": 1.0})
         lang, conf = await job.run(engine.detect_language, pcm, valid)

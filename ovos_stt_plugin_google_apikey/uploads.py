@@ -10,14 +10,17 @@ import re
 from typing import Any, Dict, Optional, Tuple
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from . import audio as audio_mod
-from . import errors
+from . import decoding, errors
 
-FILE_MAGIC = (b"RIFF", b"fLaC", b"OggS")       # a file header wins over sample_rate/sample_width
+# Per request: voice commands last seconds, dictation a minute or two. Longer uploads are
+# refused (413) from the header or while decoding, before memory or Google's bill grows.
+DEFAULT_MAX_AUDIO_SECONDS = 120.0
 # A BCP-47-like tag (en-US, cmn-Hans-CN, pt_BR) or "auto"; anything else is a 400.
 LANG_TAG = re.compile(r"auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 MAX_LANG_CHARS = 35
@@ -33,20 +36,26 @@ class Refusal(Exception):
         self.headers = headers or {}
 
 
-async def read_audio(request: Request, default_lang: Optional[str]) -> Tuple[audio_mod.PCM, Optional[str]]:
-    """The audio and language of /stt or /lang_detect: a file, raw PCM or a multipart upload."""
+async def read_audio(request: Request, default_lang: Optional[str],
+                     max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS) -> Tuple[audio_mod.PCM, Optional[str]]:
+    """The audio and language of /stt or /lang_detect: a file, raw PCM or a multipart upload.
+
+    Decoding runs on a worker thread, so the event loop keeps serving while it does."""
     lang = request.query_params.get("lang")
-    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        data, form_lang = await _read_form(request)
+    content_type = request.headers.get("content-type")
+    if (content_type or "").lower().startswith("multipart/form-data"):
+        data, form_lang, content_type = await _read_form(request)
         lang = form_lang or lang
     else:
         data = await request.body()
     params = request.query_params
-    return _decode(data, params.get("sample_rate"), params.get("sample_width")), parse_lang(lang) or default_lang
+    pcm = await run_in_threadpool(_decode, data, params.get("sample_rate"), params.get("sample_width"),
+                                  content_type, max_seconds)
+    return pcm, parse_lang(lang) or default_lang
 
 
-async def _read_form(request: Request) -> Tuple[bytes, Optional[str]]:
-    """The 'audio' file and 'lang' field of a multipart upload (what curl -F sends)."""
+async def _read_form(request: Request) -> Tuple[bytes, Optional[str], Optional[str]]:
+    """The 'audio' file, its content type and the 'lang' field of a multipart upload (curl -F)."""
     try:
         form = await request.form()
     except HTTPException as exc:                 # Starlette's own 400 for a malformed body
@@ -59,13 +68,19 @@ async def _read_form(request: Request) -> Tuple[bytes, Optional[str]]:
             raise Refusal(400, "a multipart upload needs the audio file in the field 'audio'")
         if lang is not None and not isinstance(lang, str):
             raise Refusal(400, "the multipart field 'lang' must be text, e.g. en-US")
-        return await upload.read(), lang
+        return await upload.read(), lang, upload.content_type
     finally:
         await form.close()
 
 
-def read_json_audio(body: bytes, default_lang: Optional[str]) -> Tuple[audio_mod.PCM, Optional[str]]:
-    """The audio and language of a /stt/json body."""
+async def read_json_audio(request: Request, default_lang: Optional[str],
+                          max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS) -> Tuple[audio_mod.PCM, Optional[str]]:
+    """The audio and language of a /stt/json body (parsed and decoded on a worker thread)."""
+    return await run_in_threadpool(_json_audio, await request.body(), default_lang, max_seconds)
+
+
+def _json_audio(body: bytes, default_lang: Optional[str],
+                max_seconds: Optional[float]) -> Tuple[audio_mod.PCM, Optional[str]]:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as exc:  # ValueError: also bad UTF-8
@@ -79,22 +94,19 @@ def read_json_audio(body: bytes, default_lang: Optional[str]) -> Tuple[audio_mod
     lang = payload.get("lang")
     if lang is not None and not isinstance(lang, str):
         raise Refusal(400, "'lang' must be a language tag such as en-US")
-    pcm = _decode(data, payload.get("sample_rate"), payload.get("sample_width"))
+    pcm = _decode(data, payload.get("sample_rate"), payload.get("sample_width"), None, max_seconds)
     return pcm, parse_lang(lang) or default_lang
 
 
-def _decode(data: bytes, rate: Any, width: Any) -> audio_mod.PCM:
-    """A WAV/FLAC/Ogg file by its header, else raw PCM (16000 Hz, 2 bytes unless given).
+def _decode(data: bytes, rate: Any, width: Any, content_type: Optional[str],
+            max_seconds: Optional[float]) -> audio_mod.PCM:
+    """The audio by decoding's rule (a file by its header, else raw PCM, 16000 Hz and 2 bytes
+    unless given), within the budget.
 
-    Raises Refusal(400) for a bad parameter; AudioError for audio that does not decode.
+    Raises Refusal(400) for a bad parameter or no audio; AudioError subclasses otherwise.
     """
-    sample_rate, sample_width = _whole(rate, "sample_rate"), _whole(width, "sample_width")
-    if data[:4] in FILE_MAGIC or (sample_rate is None and sample_width is None):
-        pcm = audio_mod.from_bytes(data)
-    else:
-        pcm = audio_mod.from_raw(  # 0 is a bad value, not "the default"
-            data, audio_mod.RAW_RATE if sample_rate is None else sample_rate,
-            audio_mod.RAW_WIDTH if sample_width is None else sample_width)
+    pcm = decoding.decode(data, content_type=content_type, sample_rate=_whole(rate, "sample_rate"),
+                          sample_width=_whole(width, "sample_width"), max_seconds=max_seconds)
     if not pcm.data:
         raise Refusal(400, "the request carries no audio")
     return pcm
@@ -131,6 +143,10 @@ def refusal_for(exc: Exception) -> Optional[Refusal]:
         return exc
     if isinstance(exc, ClientDisconnect):
         return Refusal(400, "the client went away before the body was sent")
+    if isinstance(exc, errors.UnsupportedAudioError):
+        return Refusal(415, str(exc))
+    if isinstance(exc, errors.AudioTooLongError):
+        return Refusal(413, f"{exc}: the most this server takes per request (--max-audio-seconds)")
     if isinstance(exc, (errors.AudioError, errors.ConfigError)):   # ConfigError: bad candidates
         return Refusal(400, str(exc))
     if isinstance(exc, NotImplementedError):

@@ -1,0 +1,182 @@
+"""Bytes of unknown origin → audio, within a duration budget: which format a body is, the rule
+for raw PCM, and decoding that stops as soon as the budget is passed.
+
+The rule (README, "What the server accepts"): a body that starts with a file header (WAV,
+FLAC, Ogg, AIFF, MP3) is that file, whatever its Content-Type. Anything else is raw PCM
+(little-endian, signed, mono) only when the request says so or could: a ``sample_rate`` /
+``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
+``application/octet-stream``. Raw PCM must hold whole samples and not be text.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Optional
+
+from . import audio as audio_mod
+from . import wavfile
+from .errors import AudioError, AudioTooLongError, UnsupportedAudioError
+
+ACCEPTED = ("WAV (PCM, float, A-law, mu-law), FLAC, Ogg Opus/Vorbis, AIFF, MP3 (libsndfile 1.1 "
+            "or later) or raw 16-bit PCM with ?sample_rate=16000&sample_width=2")
+FORM = "application/x-www-form-urlencoded"
+FORM_HINT = ("a form-encoded body is not audio (curl -d strips newlines from a file): send the "
+             "file with `curl --data-binary @file` or `curl -F audio=@file`")
+INSTALL_HINT = "pip install 'ovos-stt-plugin-google-apikey[flac]'"
+# Signatures of files that are not audio we read, so they are not taken for raw PCM.
+FOREIGN = {b"\x89PNG": "a PNG image", b"%PDF": "a PDF document", b"PK\x03\x04": "a zip archive",
+           b"GIF8": "a GIF image", b"\xff\xd8\xff": "a JPEG image", b"\x1f\x8b": "gzip data",
+           b"\x1a\x45\xdf\xa3": "WebM/Matroska (not read here)", b"#!AMR": "AMR audio (not read here)"}
+SOUNDFILE_KINDS = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3"}
+BLOCK_FRAMES = 32768          # frames decoded at a time: ~1 MB even at 32 channels
+TEXT_PROBE = 1024             # bytes looked at to tell text from PCM
+
+
+def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Optional[int] = None,
+           sample_width: Optional[int] = None, max_seconds: Optional[float] = None) -> audio_mod.PCM:
+    """The audio in ``data`` by the rule above, refused past ``max_seconds`` (None: no limit).
+
+    Raises UnsupportedAudioError when it is not audio we read (the message says what to send),
+    AudioTooLongError past the budget, AudioError for audio that is broken.
+    """
+    media = (content_type or "").split(";")[0].strip().lower()
+    raw_declared = sample_rate is not None or sample_width is not None
+    kind = sniff(data, mp3_sync=not raw_declared)
+    if kind is not None:
+        try:
+            if kind == "WAV":
+                return from_wav(data, max_seconds, strict=media == FORM)
+            return from_soundfile(data, kind, max_seconds)
+        except AudioTooLongError:
+            raise
+        except AudioError as exc:
+            if media == FORM:            # what `curl -d @file.wav` does to a file
+                raise UnsupportedAudioError(f"{FORM_HINT} ({exc})") from exc
+            raise
+    foreign = next((name for magic, name in FOREIGN.items() if data.startswith(magic)), None)
+    if foreign:
+        raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
+    if not raw_declared:
+        if media == FORM:
+            raise UnsupportedAudioError(FORM_HINT)
+        if media and not (media.startswith("audio/") or media == "application/octet-stream"):
+            raise UnsupportedAudioError(f"a {media} body is not audio; send {ACCEPTED}")
+    return from_raw(data, sample_rate or audio_mod.RAW_RATE, sample_width or audio_mod.RAW_WIDTH,
+                    max_seconds)
+
+
+def sniff(data: bytes, mp3_sync: bool = True) -> Optional[str]:
+    """"WAV", "FLAC", "Ogg", "AIFF" or "MP3" by the file's first bytes; None for anything else.
+
+    An MP3 without an ID3 tag starts with a frame header, which raw PCM can too (a loud first
+    sample); ``mp3_sync=False`` (raw PCM declared) recognises only the tag."""
+    if data[:4] == b"RIFF":
+        return "WAV"
+    kind = next((name for magic, name in SOUNDFILE_KINDS.items() if data.startswith(magic)), None)
+    if kind is None and mp3_sync and _mpeg_frame_header(data[:4]):
+        kind = "MP3"
+    return kind
+
+
+def from_wav(data: bytes, max_seconds: Optional[float] = None, strict: bool = False) -> audio_mod.PCM:
+    """A WAV file, its duration checked from the header before a sample is copied.
+
+    ``strict``: a RIFF size that disagrees with the length is an error (bytes were lost)."""
+    declared = int.from_bytes(data[4:8], "little")
+    if strict and declared not in wavfile.STREAMED_SIZES and declared != len(data) - 8:
+        raise AudioError(f"the WAV header says {declared + 8} bytes but {len(data)} arrived")
+    wav = wavfile.parse(data)
+    check_duration(wav.duration, max_seconds)
+    frames, width = wavfile.samples(wav, data)
+    return audio_mod.PCM(frames, wav.sample_rate, width, wav.channels)
+
+
+def from_raw(data: bytes, sample_rate: int, sample_width: int,
+             max_seconds: Optional[float] = None) -> audio_mod.PCM:
+    """Raw PCM from an untrusted source: whole samples, not text, within the budget."""
+    if sample_width in audio_mod.WIDTHS and len(data) % sample_width:
+        raise UnsupportedAudioError(
+            f"{len(data)} bytes is not a whole number of {8 * sample_width}-bit samples, so this "
+            f"is not raw PCM; send {ACCEPTED}")
+    if data and _is_text(data[:TEXT_PROBE]):
+        raise UnsupportedAudioError(f"the body is text, not audio; send {ACCEPTED}")
+    pcm = audio_mod.from_raw(b"", sample_rate, sample_width)     # validates rate and width first
+    check_duration(len(data) / (pcm.frame_size * pcm.sample_rate), max_seconds)
+    return audio_mod.from_raw(data, sample_rate, sample_width)
+
+
+def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[float] = None) -> audio_mod.PCM:
+    """FLAC, Ogg, AIFF or MP3 through libsndfile, decoded a block at a time and mixed to mono as
+    it goes, so memory follows the budget, not the compression ratio. The declared length
+    (FLAC's STREAMINFO, Ogg's last page) is checked before the first block."""
+    soundfile = _soundfile(kind)
+    try:
+        with _forward_only(soundfile)(io.BytesIO(data)) as sound:
+            rate, channels, declared = int(sound.samplerate), int(sound.channels), int(sound.frames)
+            audio_mod.PCM(b"", rate, 2, channels)                   # a plausible format, or AudioError
+            limit = None if max_seconds is None else int(max_seconds * rate)
+            if limit is not None and 0 < declared < 2 ** 62:        # 2**63-1: length unknown
+                check_duration(declared / rate, max_seconds)
+            decoded, total = bytearray(), 0
+            while True:
+                block = sound.read(BLOCK_FRAMES, dtype="int16", always_2d=True)
+                if not len(block):
+                    break
+                total += len(block)
+                if limit is not None and total > limit:
+                    raise AudioTooLongError(f"the audio lasts more than {max_seconds:g} s, "
+                                            f"the limit")
+                decoded += audio_mod.mix_to_mono(block.tobytes(), channels)
+    except AudioError:
+        raise
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
+        raise AudioError(f"cannot decode the {kind} audio: {exc}") from exc   # LibsndfileError is a RuntimeError
+    return audio_mod.PCM(bytes(decoded), rate, 2, 1)
+
+
+def check_duration(seconds: float, max_seconds: Optional[float]) -> None:
+    """Raise AudioTooLongError when ``seconds`` is over ``max_seconds`` (None: no limit)."""
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioTooLongError(f"the audio lasts {seconds:.1f} s, over the limit of {max_seconds:g} s")
+
+
+def _soundfile(kind: str) -> Any:
+    try:
+        import soundfile
+    except (ImportError, OSError) as exc:       # OSError: a wheel without libsndfile (32-bit ARM)
+        raise UnsupportedAudioError(f"{kind} audio needs the optional decoder ({INSTALL_HINT}); "
+                                    "send WAV or raw PCM instead") from exc
+    if kind == "MP3" and "MP3" not in soundfile.available_formats():
+        raise UnsupportedAudioError(f"MP3 needs libsndfile 1.1 or later (this one is "
+                                    f"{soundfile.__libsndfile_version__}); send {ACCEPTED}")
+    return soundfile
+
+
+def _forward_only(soundfile: Any) -> Any:
+    """SoundFile that reads straight on. soundfile seeks after each read of a seekable file, which
+    fails at the end of a FLAC whose length is unknown (a streamed one); and its reads stop at the
+    declared length, where this decoder wants to see what follows (the budget guard judges)."""
+    class ForwardSoundFile(soundfile.SoundFile):
+        def seekable(self) -> bool:
+            return False
+    return ForwardSoundFile
+
+
+def _mpeg_frame_header(head: bytes) -> bool:
+    """An MPEG audio frame header: sync, a real version and layer, bitrate and rate indexes."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = head[1] >> 3 & 3, head[1] >> 1 & 3
+    bitrate, rate = head[2] >> 4, head[2] >> 2 & 3
+    return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
+
+
+def _is_text(head: bytes) -> bool:
+    """UTF-8 text with no control characters but tab and newlines (PCM never is: its quiet
+    samples hold NUL and 0xFF bytes)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:               # not just a character cut at the probe's end
+            return False
+        text = head[:exc.start].decode("utf-8")
+    return all(char.isprintable() or char in "\t\n\r" for char in text)

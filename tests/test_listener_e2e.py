@@ -175,6 +175,16 @@ def utterances(results: list[dict]) -> list:
             for r in results]
 
 
+def assert_transcribed_whole(results: list[dict], log: str, google, tones: list[int]) -> None:
+    """Each phrase came out on recognizer_loop:utterance, and reached Google whole and once:
+    no chunk lost at either end of the tone, none sent twice."""
+    context = f"\n--- listener log ---\n{log[-12000:]}"
+    assert utterances(results) == [[PHRASES[hz]] for hz in tones], context
+    heard = google.recognizer.heard
+    assert [phrase for phrase, _ in heard] == [PHRASES[hz] for hz in tones], context
+    assert all(abs(seconds - TONE_SECONDS) <= 0.03 for _, seconds in heard), heard
+
+
 def section(endpoint: str, key: str = KEY) -> dict:
     return {"key": key, "endpoint": endpoint, "timeout": 20}
 
@@ -189,8 +199,8 @@ def google(fake):
 
 
 def speech_requests(fake) -> list:
-    """The recognize requests that reached the fake, with the key each carried."""
-    return [r for r in fake.requests if r.path.endswith("speech:recognize")]
+    """The recognize calls that reached the fake (not a HEAD warming the connection)."""
+    return [r for r in fake.requests if r.method == "POST" and r.path.endswith("speech:recognize")]
 
 
 @pytest.mark.parametrize("module", [PLUGIN_ID, STREAMING_ID])
@@ -199,11 +209,7 @@ def test_listener_transcribes_each_utterance_with_the_plugin_as_stt_module(
     tones = list(PHRASES)
     results, log = run_listener(listener_venv, bus, tmp_path,
                                 {"module": module, module: section(google.endpoint)}, tones)
-    context = f"\n--- listener log ---\n{log[-12000:]}"
-    assert utterances(results) == [[PHRASES[hz]] for hz in tones], context
-    # Each phrase reached Google whole, once: no chunk lost at either end, none repeated.
-    assert [phrase for phrase, _ in google.recognizer.heard] == [PHRASES[hz] for hz in tones], context
-    assert all(abs(seconds - TONE_SECONDS) <= 0.03 for _, seconds in google.recognizer.heard), google.recognizer.heard
+    assert_transcribed_whole(results, log, google, tones)
     sent = speech_requests(google)
     assert sent and all(r.headers["X-Goog-Api-Key"] == KEY for r in sent)
     # The streaming id uploads while the user speaks (a chunked body); the one-shot id after.
@@ -218,14 +224,11 @@ def test_listener_falls_back_to_the_one_shot_plugin_when_the_primary_fails(
            STREAMING_ID: section(google.endpoint, REVOKED_KEY),      # Google refuses this key: 403
            PLUGIN_ID: section(google.endpoint)}
     results, log = run_listener(listener_venv, bus, tmp_path, stt, tones)
-    context = f"\n--- listener log ---\n{log[-12000:]}"
-    assert utterances(results) == [[PHRASES[hz]] for hz in tones], context
-    assert [phrase for phrase, _ in google.recognizer.heard] == [PHRASES[hz] for hz in tones], context
-    assert all(abs(seconds - TONE_SECONDS) <= 0.03 for _, seconds in google.recognizer.heard), google.recognizer.heard
+    assert_transcribed_whole(results, log, google, tones)
     keys = [r.headers["X-Goog-Api-Key"] for r in speech_requests(google)]
     # Every utterance was tried with the primary first: refused, never retried as if transient.
     assert keys.count(REVOKED_KEY) == len(tones), keys
-    assert [k for k in keys if k == KEY] and keys[0] == REVOKED_KEY, keys
+    assert KEY in keys and keys[0] == REVOKED_KEY, keys
     assert KEY not in log and REVOKED_KEY not in log
 
 
@@ -235,7 +238,7 @@ def test_listener_falls_back_when_the_primary_endpoint_is_down(listener_venv, bu
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
         stt = {"module": STREAMING_ID, "fallback_module": PLUGIN_ID,
                STREAMING_ID: {**section(dead), "timeout": 5}, PLUGIN_ID: section(google.endpoint)}
-        results, log = run_listener(listener_venv, bus, tmp_path, stt, [700])
-    context = f"\n--- listener log ---\n{log[-12000:]}"
-    assert utterances(results) == [[PHRASES[700]]], context
-    assert [phrase for phrase, _ in google.recognizer.heard] == [PHRASES[700]], context
+        tones = [700]
+        results, log = run_listener(listener_venv, bus, tmp_path, stt, tones)
+    assert_transcribed_whole(results, log, google, tones)
+    assert KEY not in log

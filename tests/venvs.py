@@ -253,6 +253,25 @@ def wait_http(url: str, timeout: float = 60, proc: Optional[subprocess.Popen] = 
     raise TimeoutError(f"{url} not ready after {timeout}s: {last!r}" + (_log_tail(proc) if proc else ""))
 
 
+def wait_port(host: str, port: int, timeout: float = 60, proc: Optional[subprocess.Popen] = None,
+              interval: float = 0.1) -> None:
+    """Wait until something accepts TCP connections on ``host:port`` (a server that answers no plain
+    GET with 200, e.g. a websocket bus)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {host}:{port} accepted"
+                               + _log_tail(proc))
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError as e:
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"{host}:{port} not accepting after {timeout}s: {last!r}" + (_log_tail(proc) if proc else ""))
+
+
 def _log_tail(proc, n: int = 4000) -> str:
     p = getattr(proc, "log_path", None)
     if p and Path(p).is_file():

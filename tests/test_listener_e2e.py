@@ -37,8 +37,9 @@ DRIVER = HERE / "shims" / "bus_driver.py"
 STREAMING_ID = PLUGIN_ID + "-streaming"
 
 # The versions the issue found working, and the OVOS libraries they resolved to, pinned so a new
-# release cannot change the test under us. ovos-vad-plugin-noise pins plugin-manager < 2 and
-# works with 2.2: without its dependencies (audioop comes from SpeechRecognition's on 3.13).
+# release cannot change the test under us. ovos-vad-plugin-noise pins plugin-manager < 2 but
+# works with 2.2, so it goes in without its dependencies; on Python 3.13 it and this package
+# (also installed --no-deps) import audioop, from audioop-lts.
 LISTENER_VENV = [
     ["ovos-dinkum-listener==0.5.0", "ovos-messagebus==0.0.10", "ovos-plugin-manager==2.2.0",
      "ovos-bus-client==1.5.0", "ovos-config==1.2.2", "ovos-utils==0.8.5", "SpeechRecognition==3.17.0",
@@ -94,7 +95,8 @@ class PhraseRecognizer:
 
 def spoken(hz: int) -> bytes:
     """One utterance as a microphone hears it: a pause, the phrase's tone, then a long pause."""
-    return wav(silence(0.4, RATE) + tone(TONE_SECONDS, RATE, freq=hz, amplitude=0.3) + silence(1.6, RATE), RATE)
+    speech = tone(TONE_SECONDS, RATE, freq=hz, amplitude=0.3)
+    return wav(silence(0.4, RATE) + speech + silence(1.6, RATE), RATE)
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,16 @@ import math
 import socket
 import subprocess
 import threading
+import time
 from array import array
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from audio_samples import peak_frequency16, silence, tone, wav
 from conftest import PLUGIN_ID
-from venvs import (ensure_venv, free_port, isolated_env, pip_install, run_python, start_process,
+from venvs import (ensure_venv, free_port, isolated_env, pip_install, start_process,
                    stop_process, venv_bin, wait_port, write_mycroft_conf)
 
 pytestmark = pytest.mark.compat
@@ -35,8 +37,9 @@ DRIVER = HERE / "shims" / "bus_driver.py"
 STREAMING_ID = PLUGIN_ID + "-streaming"
 
 # The versions the issue found working, and the OVOS libraries they resolved to, pinned so a new
-# release cannot change the test under us. ovos-vad-plugin-noise pins plugin-manager < 2 and
-# works with 2.2: without its dependencies (audioop comes from SpeechRecognition's on 3.13).
+# release cannot change the test under us. ovos-vad-plugin-noise pins plugin-manager < 2 but
+# works with 2.2, so it goes in without its dependencies; on Python 3.13 it and this package
+# (also installed --no-deps) import audioop, from audioop-lts.
 LISTENER_VENV = [
     ["ovos-dinkum-listener==0.5.0", "ovos-messagebus==0.0.10", "ovos-plugin-manager==2.2.0",
      "ovos-bus-client==1.5.0", "ovos-config==1.2.2", "ovos-utils==0.8.5", "SpeechRecognition==3.17.0",
@@ -53,6 +56,12 @@ TONE_SECONDS = 1.2
 PHRASES = {500: "what time is it", 700: "turn on the kitchen lights", 900: "set a timer for ten minutes"}
 LOUD_RMS = 1000                      # the fake's own silence cut is 100; the tones are ~9800
 FRAME = RATE // 100                  # 10 ms
+
+
+class Bus(NamedTuple):
+    host: str
+    port: int
+    log_path: Path
 
 
 class PhraseRecognizer:
@@ -86,7 +95,8 @@ class PhraseRecognizer:
 
 def spoken(hz: int) -> bytes:
     """One utterance as a microphone hears it: a pause, the phrase's tone, then a long pause."""
-    return wav(silence(0.4, RATE) + tone(TONE_SECONDS, RATE, freq=hz, amplitude=0.3) + silence(1.6, RATE), RATE)
+    speech = tone(TONE_SECONDS, RATE, freq=hz, amplitude=0.3)
+    return wav(silence(0.4, RATE) + speech + silence(1.6, RATE), RATE)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +108,7 @@ def listener_venv():
 
 @pytest.fixture(scope="module")
 def bus(listener_venv, tmp_path_factory):
-    """ovos-messagebus on a free loopback port: (host, port)."""
+    """ovos-messagebus on a free loopback port."""
     root = tmp_path_factory.mktemp("bus")
     host, port = "127.0.0.1", free_port()
     write_mycroft_conf(root / "xdg", {"websocket": _websocket(host, port)})
@@ -106,7 +116,7 @@ def bus(listener_venv, tmp_path_factory):
                          log_path=root / "messagebus.log")
     try:
         wait_port(host, port, 60, proc)
-        yield host, port
+        yield Bus(host, port, proc.log_path)
     finally:
         stop_process(proc)
 
@@ -115,11 +125,11 @@ def _websocket(host: str, port: int) -> dict:
     return {"host": host, "port": port, "route": "/core", "ssl": False}
 
 
-def listener_conf(bus: tuple, mic_folder: Path, stt: dict) -> dict:
+def listener_conf(bus: Bus, mic_folder: Path, stt: dict) -> dict:
     """mycroft.conf for a headless listener: test microphone, push-to-talk, noise VAD, ``stt``."""
     return {
         "lang": "en-US",
-        "websocket": _websocket(*bus),
+        "websocket": _websocket(bus.host, bus.port),
         "confirm_listening": False,
         "listener": {
             "microphone": {"module": "ovos-microphone-plugin-e2e-wav",
@@ -153,21 +163,35 @@ def run_listener(venv, bus, tmp_path, stt: dict, tones) -> tuple[list[dict], str
         path.write_bytes(spoken(hz))
         wavs.append(str(path))
     log_path = tmp_path / "listener.log"
-    proc = start_process([venv_bin(venv, "ovos-dinkum-listener")], env=env, log_path=log_path)
+    driver_log = tmp_path / "driver.log"
+    processes = [start_process([venv_bin(venv, "ovos-dinkum-listener")], env=env, log_path=log_path)]
     try:
-        out = run_python(venv, str(DRIVER), bus[0], str(bus[1]), str(mic_folder), *wavs, env=env, timeout=300)
-    except subprocess.TimeoutExpired as exc:
-        text = [b.decode(errors="replace") if isinstance(b, bytes) else b or "" for b in (exc.stdout, exc.stderr)]
-        out = subprocess.CompletedProcess(exc.cmd, "timeout", *text)
+        processes.append(start_process([venv_bin(venv), DRIVER, bus.host, bus.port, mic_folder, *wavs],
+                                       env=env, log_path=driver_log))
+        outcome = _wait_for(driver=processes[1], listener=processes[0], deadline=time.monotonic() + 300)
     finally:
-        stop_process(proc)
+        for proc in reversed(processes):
+            stop_process(proc)
     log = log_path.read_text(errors="replace")
-    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    results = [r for r in results if r.get("type") == "result"]
-    if out.returncode or len(results) != len(wavs):
-        pytest.fail(f"the bus driver failed (rc={out.returncode}):\n{out.stdout}\n{out.stderr[-3000:]}"
-                    f"\n--- listener log ---\n{log[-12000:]}")
+    output = driver_log.read_text(errors="replace")
+    results = [json.loads(line) for line in output.splitlines() if line.startswith('{"type": "result"')]
+    if outcome or len(results) != len(wavs):
+        pytest.fail(f"the bus driver failed ({outcome or 'no result for each WAV'}):\n{output[-3000:]}"
+                    f"\n--- listener log ---\n{log[-12000:]}"
+                    f"\n--- messagebus log ---\n{bus.log_path.read_text(errors='replace')[-3000:]}")
     return results, log
+
+
+def _wait_for(driver, listener, deadline: float) -> str:
+    """Wait for the driver to finish; "" when it succeeded, else what went wrong."""
+    while time.monotonic() < deadline:
+        try:
+            code = driver.wait(timeout=0.5)
+            return f"driver exited with {code}" if code else ""
+        except subprocess.TimeoutExpired:
+            if listener.poll() is not None:
+                return f"the listener exited with {listener.returncode}"
+    return "timed out"
 
 
 def utterances(results: list[dict]) -> list:

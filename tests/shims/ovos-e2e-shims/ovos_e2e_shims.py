@@ -15,7 +15,7 @@ from ovos_utils.log import LOG
 @dataclass
 class WavFolderMicrophone(Microphone):
     """A live microphone in a quiet room: digital silence, and each WAV dropped into ``folder``
-    (oldest name first) played once, at the pace a sound card delivers it.
+    (in name order) played once, at the pace a sound card delivers it.
 
     Chunks come one ``seconds_per_chunk`` apart on the wall clock. While a WAV plays, a reader
     that fell behind gets the backlog at once, as from a sound card's buffer; between WAVs the
@@ -62,7 +62,8 @@ class WavFolderMicrophone(Microphone):
                 LOG.error(f"skipping {path.name}: {shape} is not this microphone's "
                           f"{(self.sample_rate, self.sample_width, self.sample_channels)}")
                 continue
-            LOG.info(f"playing {path.name}: {len(frames) / (self.sample_rate * self.sample_width * self.sample_channels):.2f} s")
+            seconds = len(frames) / (self.sample_rate * self.sample_width * self.sample_channels)
+            LOG.info(f"playing {path.name}: {seconds:.2f} s")
             return frames
         return b""
 

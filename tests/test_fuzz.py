@@ -114,7 +114,7 @@ def client(fake_server):
     engine.shutdown()
 
 
-def assert_clear_answer(reply: Any, allowed: tuple = (200, 400, 413, 502)) -> None:
+def assert_clear_answer(reply: Any, allowed: tuple = (200, 400, 408, 413, 415, 502)) -> None:
     """A documented status; an error is one line of text (or one JSON 'error'), no traceback."""
     assert reply.status_code in allowed, (reply.status_code, reply.text[:300])
     assert "Traceback" not in reply.text and 'File "' not in reply.text

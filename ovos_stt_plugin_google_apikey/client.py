@@ -11,13 +11,14 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 import requests
 import urllib3
 
-from ovos_utils.log import LOG
-
 from . import timeouts
 from . import errors
+from .log import ModuleLog
 from .settings import Settings
 from .version import __version__
 from .wire import RECOGNIZE_PATH, dump_body, parse_duration, parse_error
+
+LOG = ModuleLog(__name__)
 
 API_KEY_HEADER = "X-Goog-Api-Key"
 RETRY_STATUSES = frozenset({429, 500, 503, 504})

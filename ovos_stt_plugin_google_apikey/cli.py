@@ -8,10 +8,13 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-from ovos_utils.log import LOG
+from ovos_utils.log import LOG as OVOS_LOG
 
 from .errors import ConfigError
+from .log import ModuleLog
 from .settings import KEY_ENV_VARS, Settings
+
+LOG = ModuleLog("ovos_stt_plugin_google_apikey.cli")     # not __name__: "__main__" with -m
 
 TOKEN_ENV = "GOOGLE_STT_SERVER_TOKEN"
 # How `serve --processes N` hands its options to the worker processes uvicorn starts.
@@ -37,8 +40,8 @@ def _log_to_stderr(level: str) -> None:
     """Our lines (OVOS's LOG) at ``level`` on stderr, where a service would print them to stdout:
     stdout carries the transcripts. Other libraries keep their own levels; their warnings
     reach stderr through a root handler."""
-    LOG.set_level(level)
-    create = LOG.create_logger
+    OVOS_LOG.set_level(level)
+    create = OVOS_LOG.create_logger
 
     def create_logger(name: str, tostdout: bool = True) -> logging.Logger:
         logger = create(name, tostdout)
@@ -47,7 +50,7 @@ def _log_to_stderr(level: str) -> None:
                 handler.setStream(sys.stderr)
         return logger
 
-    LOG.create_logger = create_logger   # type: ignore[method-assign]  # this process is ours
+    OVOS_LOG.create_logger = create_logger   # type: ignore[method-assign]  # this process is ours
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -13,13 +13,14 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from ovos_utils.log import LOG
-
 from . import timeouts
 from . import errors
+from .log import ModuleLog
 from .settings import Settings
 from .version import __version__
 from .wire import RECOGNIZE_PATH, dump_body, parse_duration, parse_error
+
+LOG = ModuleLog(__name__)
 
 API_KEY_HEADER = "X-Goog-Api-Key"
 RETRY_STATUSES = frozenset({429, 500, 503, 504})

@@ -8,16 +8,17 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
-from ovos_utils.log import LOG
-
 from . import audio as audio_mod
 from . import encoders
 from .client import SpeechClient
 from .errors import (APIError, AudioError, ClosedError, DeadlineError, GoogleSTTError,
                      ModelNotSupportedError)
+from .log import ModuleLog
 from .settings import Settings
 from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
                    parse_response)
+
+LOG = ModuleLog(__name__)
 
 CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
 LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from ovos_utils.log import LOG
-
 from .errors import ConfigError
+from .log import ModuleLog
+
+LOG = ModuleLog(__name__)
 
 ENCODINGS = ("linear16", "flac", "ogg_opus")
 

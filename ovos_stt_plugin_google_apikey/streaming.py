@@ -19,13 +19,15 @@ from queue import Queue
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from ovos_plugin_manager.templates.stt import StreamingSTT, StreamThread
-from ovos_utils.log import LOG
 
 from . import audio as audio_mod
 from .errors import APIError, UnavailableError
+from .log import ModuleLog
 from .plugin import PLUGIN_ID, GoogleAPIKeySTT, as_tuples
 from .recognizer import CHUNK_SECONDS
 from .wire import Transcript, body_parts, build_recognize_body, parse_response
+
+LOG = ModuleLog(__name__)
 
 STREAMING_PLUGIN_ID = "ovos-stt-plugin-google-apikey-streaming"
 # Statuses with which an HTTP server refuses a chunked body it will not take: 411 (Length

@@ -24,33 +24,34 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
 hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+from ovos_utils.log import LOG  # noqa: E402
 
 from fake_google import FakeGoogle  # noqa: E402
+
+_LOG_CREATE = LOG.create_logger     # the real one, before any test (or the CLI) wraps it
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"
 KEY = "test-key"
 
 
-@pytest.fixture(autouse=True, scope="session")
+def _into_caplog(logger: logging.Logger) -> logging.Logger:
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+    return logger
+
+
+@pytest.fixture(autouse=True)
 def ovos_log_into_caplog():
     """The package logs through OVOS's LOG, which writes through stdlib loggers of its own
-    ('OVOS - <module>:<function>:<line>') that print to stdout at LOG's level and do not
-    propagate. Here they propagate with no level or handler of their own, so caplog sees every
-    line at whatever level a test asks for (root's, as for any stdlib logger)."""
-    from ovos_utils.log import LOG
-    create = LOG.create_logger
-
-    def into_caplog(logger: logging.Logger) -> logging.Logger:
-        logger.handlers.clear()
-        logger.propagate = True
-        logger.setLevel(logging.NOTSET)
-        return logger
-
+    ('OVOS - <module>', or with LOG.info '... - <module>:<function>:<line>') that print to
+    stdout at LOG's level and do not propagate. Here they propagate with no level or handler of their own, so caplog sees every
+    line at whatever level a test asks for (root's, as for any stdlib logger). Set before each
+    test: the CLI, run in-process by some tests, sets LOG's level and wraps create_logger."""
+    LOG.create_logger = lambda name, tostdout=True: _into_caplog(_LOG_CREATE(name, tostdout))
     for existing in list(LOG._loggers.values()):
-        into_caplog(existing)
-    LOG.create_logger = lambda name, tostdout=True: into_caplog(create(name, tostdout))
+        _into_caplog(existing)
     yield
-    LOG.create_logger = create
 
 
 @pytest.fixture(scope="session")

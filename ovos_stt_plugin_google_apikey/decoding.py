@@ -1,8 +1,8 @@
 """Bytes of unknown origin → audio, within a duration budget: which format a body is, the rule
 for raw PCM, and decoding that stops as soon as the budget is passed.
 
-The rule (README, "What the server accepts"): a body that starts with a file header (WAV,
-FLAC, Ogg, AIFF, MP3) is that file, whatever its Content-Type. Anything else is raw PCM
+The rule (README, "What counts as audio"): a body that starts with a file header (WAV, FLAC,
+Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg) is that file. Anything else is raw PCM
 (little-endian, signed, mono) only when the request says so or could: a ``sample_rate`` /
 ``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
 ``application/octet-stream``. Raw PCM must hold whole samples and not be text.
@@ -19,6 +19,7 @@ from .errors import AudioError, AudioTooLongError, UnsupportedAudioError
 ACCEPTED = ("WAV (PCM, float, A-law, mu-law), FLAC, Ogg Opus/Vorbis, AIFF, MP3 (libsndfile 1.1 "
             "or later) or raw 16-bit PCM with ?sample_rate=16000&sample_width=2")
 FORM = "application/x-www-form-urlencoded"
+MPEG_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg")
 FORM_HINT = ("a form-encoded body is not audio (curl -d strips newlines from a file): send the "
              "file with `curl --data-binary @file` or `curl -F audio=@file`")
 INSTALL_HINT = "pip install 'ovos-stt-plugin-google-apikey[flac]'"
@@ -40,7 +41,7 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
     """
     media = (content_type or "").split(";")[0].strip().lower()
     raw_declared = sample_rate is not None or sample_width is not None
-    kind = sniff(data, mp3_sync=not raw_declared)
+    kind = sniff(data, mpeg_labelled=media in MPEG_TYPES)
     if kind is not None:
         try:
             if kind == "WAV":
@@ -52,10 +53,10 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
             if media == FORM:            # what `curl -d @file.wav` does to a file
                 raise UnsupportedAudioError(f"{FORM_HINT} ({exc})") from exc
             raise
-    foreign = next((name for magic, name in FOREIGN.items() if data.startswith(magic)), None)
-    if foreign:
-        raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
     if not raw_declared:
+        foreign = next((name for magic, name in FOREIGN.items() if data.startswith(magic)), None)
+        if foreign:
+            raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
         if media == FORM:
             raise UnsupportedAudioError(FORM_HINT)
         if media and not (media.startswith("audio/") or media == "application/octet-stream"):
@@ -64,15 +65,15 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
                     max_seconds)
 
 
-def sniff(data: bytes, mp3_sync: bool = True) -> Optional[str]:
+def sniff(data: bytes, mpeg_labelled: bool = False) -> Optional[str]:
     """"WAV", "FLAC", "Ogg", "AIFF" or "MP3" by the file's first bytes; None for anything else.
 
     An MP3 without an ID3 tag starts with a frame header, which raw PCM can too (a loud first
-    sample); ``mp3_sync=False`` (raw PCM declared) recognises only the tag."""
+    sample, and mpg123 "decodes" such PCM into silence): that counts only when labelled MPEG."""
     if data[:4] == b"RIFF":
         return "WAV"
     kind = next((name for magic, name in SOUNDFILE_KINDS.items() if data.startswith(magic)), None)
-    if kind is None and mp3_sync and _mpeg_frame_header(data[:4]):
+    if kind is None and mpeg_labelled and _mpeg_frame_header(data[:4]):
         kind = "MP3"
     return kind
 

@@ -10,7 +10,12 @@ Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg) is that
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any, Optional
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)   # audioop-lts provides it on 3.13
+    import audioop
 
 from . import audio as audio_mod
 from . import wavfile
@@ -106,8 +111,9 @@ def from_raw(data: bytes, sample_rate: int, sample_width: int,
 
 
 def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[float] = None) -> audio_mod.PCM:
-    """FLAC, Ogg, AIFF or MP3 through libsndfile, decoded a block at a time and mixed to mono as
-    it goes, so memory follows the budget, not the compression ratio. The declared length
+    """FLAC, Ogg, AIFF or MP3 through libsndfile, decoded a block at a time, mixed to mono (and
+    brought to 16 kHz above 48 kHz) as it goes, so memory follows the budget, not the
+    compression ratio. The declared length
     (FLAC's STREAMINFO, Ogg's last page) is checked before the first block."""
     soundfile = _soundfile(kind)
     try:
@@ -117,7 +123,9 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
             limit = None if max_seconds is None else int(max_seconds * rate)
             if limit is not None and 0 < declared < 2 ** 62:        # 2**63-1: length unknown
                 check_duration(declared / rate, max_seconds)
-            decoded, total = bytearray(), 0
+            # Above Google's rates, resampled block by block: 120 s at 384 kHz would be 92 MB.
+            target = rate if rate <= audio_mod.GOOGLE_MAX_RATE else audio_mod.FALLBACK_RATE
+            decoded, total, state = bytearray(), 0, None
             while True:
                 block = sound.read(BLOCK_FRAMES, dtype="int16", always_2d=True)
                 if not len(block):
@@ -126,12 +134,15 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
                 if limit is not None and total > limit:
                     raise AudioTooLongError(f"the audio lasts more than {max_seconds:g} s, "
                                             f"the limit")
-                decoded += audio_mod.mix_to_mono(block.tobytes(), channels)
+                mono = audio_mod.mix_to_mono(block.tobytes(), channels)
+                if target != rate:
+                    mono, state = audioop.ratecv(mono, 2, 1, rate, target, state)
+                decoded += mono
     except AudioError:
         raise
     except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise AudioError(f"cannot decode the {kind} audio: {exc}") from exc   # LibsndfileError is a RuntimeError
-    return audio_mod.PCM(bytes(decoded), rate, 2, 1)
+    return audio_mod.PCM(bytes(decoded), target, 2, 1)
 
 
 def check_duration(seconds: float, max_seconds: Optional[float]) -> None:

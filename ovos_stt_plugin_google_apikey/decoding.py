@@ -2,9 +2,9 @@
 for raw PCM, and decoding that stops as soon as the budget is passed.
 
 The rule (README, "What counts as audio"): a body that starts with a file header (WAV, FLAC,
-Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg) is that file. Anything else is raw PCM
-(little-endian, signed, mono) only when the request says so or could: a ``sample_rate`` /
-``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
+Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg) is that file. Anything
+else is raw PCM (little-endian, signed, mono) only when the request says so or could: a
+``sample_rate`` / ``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
 ``application/octet-stream``. Raw PCM must hold whole samples and not be text.
 """
 from __future__ import annotations
@@ -113,8 +113,8 @@ def from_raw(data: bytes, sample_rate: int, sample_width: int,
 def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[float] = None) -> audio_mod.PCM:
     """FLAC, Ogg, AIFF or MP3 through libsndfile, decoded a block at a time, mixed to mono (and
     brought to 16 kHz above 48 kHz) as it goes, so memory follows the budget, not the
-    compression ratio. The declared length
-    (FLAC's STREAMINFO, Ogg's last page) is checked before the first block."""
+    compression ratio. The declared length (FLAC's STREAMINFO, Ogg's last page) is checked
+    before the first block."""
     soundfile = _soundfile(kind)
     try:
         with _forward_only(soundfile)(io.BytesIO(data)) as sound:

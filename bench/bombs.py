@@ -29,7 +29,7 @@ import numpy as np
 import requests
 import soundfile
 
-from children import KEY, isolate, start_fake
+from children import KEY, constant_answer, isolate, start_fake
 from stats import machine, proc_memory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +114,7 @@ class Server:
 def attack(source: Path, fake: Any, bodies: List[Tuple[bytes, Dict[str, Any]]]) -> Dict[str, Any]:
     """Post ``bodies`` at once to a fresh server; what it cost."""
     fake.reset()
+    fake.recognizer = constant_answer        # reset() restores the default, which costs CPU here
     server = Server(source, fake.endpoint)
     try:
         start_rss = server.memory()["vmrss_kib"]

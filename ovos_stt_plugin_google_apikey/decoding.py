@@ -1,16 +1,21 @@
 """Bytes of unknown origin → audio, within a duration budget: which format a body is, the rule
 for raw PCM, and decoding that stops as soon as the budget is passed.
 
-The rule (README, "What the server accepts"): a body that starts with a file header (WAV,
-FLAC, Ogg, AIFF, MP3) is that file, whatever its Content-Type. Anything else is raw PCM
-(little-endian, signed, mono) only when the request says so or could: a ``sample_rate`` /
-``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
+The rule (README, "What counts as audio"): a body that starts with a file header (WAV, FLAC,
+Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg) is that file. Anything
+else is raw PCM (little-endian, signed, mono) only when the request says so or could: a
+``sample_rate`` / ``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
 ``application/octet-stream``. Raw PCM must hold whole samples and not be text.
 """
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any, Optional
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)   # audioop-lts provides it on 3.13
+    import audioop
 
 from . import audio as audio_mod
 from . import wavfile
@@ -19,6 +24,7 @@ from .errors import AudioError, AudioTooLongError, UnsupportedAudioError
 ACCEPTED = ("WAV (PCM, float, A-law, mu-law), FLAC, Ogg Opus/Vorbis, AIFF, MP3 (libsndfile 1.1 "
             "or later) or raw 16-bit PCM with ?sample_rate=16000&sample_width=2")
 FORM = "application/x-www-form-urlencoded"
+MPEG_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg")
 FORM_HINT = ("a form-encoded body is not audio (curl -d strips newlines from a file): send the "
              "file with `curl --data-binary @file` or `curl -F audio=@file`")
 INSTALL_HINT = "pip install 'ovos-stt-plugin-google-apikey[flac]'"
@@ -40,7 +46,7 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
     """
     media = (content_type or "").split(";")[0].strip().lower()
     raw_declared = sample_rate is not None or sample_width is not None
-    kind = sniff(data, mp3_sync=not raw_declared)
+    kind = sniff(data, mpeg_labelled=media in MPEG_TYPES)
     if kind is not None:
         try:
             if kind == "WAV":
@@ -52,10 +58,10 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
             if media == FORM:            # what `curl -d @file.wav` does to a file
                 raise UnsupportedAudioError(f"{FORM_HINT} ({exc})") from exc
             raise
-    foreign = next((name for magic, name in FOREIGN.items() if data.startswith(magic)), None)
-    if foreign:
-        raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
     if not raw_declared:
+        foreign = next((name for magic, name in FOREIGN.items() if data.startswith(magic)), None)
+        if foreign:
+            raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
         if media == FORM:
             raise UnsupportedAudioError(FORM_HINT)
         if media and not (media.startswith("audio/") or media == "application/octet-stream"):
@@ -64,15 +70,15 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
                     max_seconds)
 
 
-def sniff(data: bytes, mp3_sync: bool = True) -> Optional[str]:
+def sniff(data: bytes, mpeg_labelled: bool = False) -> Optional[str]:
     """"WAV", "FLAC", "Ogg", "AIFF" or "MP3" by the file's first bytes; None for anything else.
 
     An MP3 without an ID3 tag starts with a frame header, which raw PCM can too (a loud first
-    sample); ``mp3_sync=False`` (raw PCM declared) recognises only the tag."""
+    sample, and mpg123 "decodes" such PCM into silence): that counts only when labelled MPEG."""
     if data[:4] == b"RIFF":
         return "WAV"
     kind = next((name for magic, name in SOUNDFILE_KINDS.items() if data.startswith(magic)), None)
-    if kind is None and mp3_sync and _mpeg_frame_header(data[:4]):
+    if kind is None and mpeg_labelled and _mpeg_frame_header(data[:4]):
         kind = "MP3"
     return kind
 
@@ -105,9 +111,10 @@ def from_raw(data: bytes, sample_rate: int, sample_width: int,
 
 
 def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[float] = None) -> audio_mod.PCM:
-    """FLAC, Ogg, AIFF or MP3 through libsndfile, decoded a block at a time and mixed to mono as
-    it goes, so memory follows the budget, not the compression ratio. The declared length
-    (FLAC's STREAMINFO, Ogg's last page) is checked before the first block."""
+    """FLAC, Ogg, AIFF or MP3 through libsndfile, decoded a block at a time, mixed to mono (and
+    brought to 16 kHz above 48 kHz) as it goes, so memory follows the budget, not the
+    compression ratio. The declared length (FLAC's STREAMINFO, Ogg's last page) is checked
+    before the first block."""
     soundfile = _soundfile(kind)
     try:
         with _forward_only(soundfile)(io.BytesIO(data)) as sound:
@@ -116,7 +123,9 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
             limit = None if max_seconds is None else int(max_seconds * rate)
             if limit is not None and 0 < declared < 2 ** 62:        # 2**63-1: length unknown
                 check_duration(declared / rate, max_seconds)
-            decoded, total = bytearray(), 0
+            # Above Google's rates, resampled block by block: 120 s at 384 kHz would be 92 MB.
+            target = rate if rate <= audio_mod.GOOGLE_MAX_RATE else audio_mod.FALLBACK_RATE
+            decoded, total, state = bytearray(), 0, None
             while True:
                 block = sound.read(BLOCK_FRAMES, dtype="int16", always_2d=True)
                 if not len(block):
@@ -125,12 +134,15 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
                 if limit is not None and total > limit:
                     raise AudioTooLongError(f"the audio lasts more than {max_seconds:g} s, "
                                             f"the limit")
-                decoded += audio_mod.mix_to_mono(block.tobytes(), channels)
+                mono = audio_mod.mix_to_mono(block.tobytes(), channels)
+                if target != rate:
+                    mono, state = audioop.ratecv(mono, 2, 1, rate, target, state)
+                decoded += mono
     except AudioError:
         raise
     except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise AudioError(f"cannot decode the {kind} audio: {exc}") from exc   # LibsndfileError is a RuntimeError
-    return audio_mod.PCM(bytes(decoded), rate, 2, 1)
+    return audio_mod.PCM(bytes(decoded), target, 2, 1)
 
 
 def check_duration(seconds: float, max_seconds: Optional[float]) -> None:

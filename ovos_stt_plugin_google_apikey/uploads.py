@@ -48,10 +48,11 @@ async def read_audio(request: Request, default_lang: Optional[str],
         lang = form_lang or lang
     else:
         data = await request.body()
+    lang = parse_lang(lang) or default_lang          # a bad tag is refused before decoding
     params = request.query_params
     pcm = await run_in_threadpool(_decode, data, params.get("sample_rate"), params.get("sample_width"),
                                   content_type, max_seconds)
-    return pcm, parse_lang(lang) or default_lang
+    return pcm, lang
 
 
 async def _read_form(request: Request) -> Tuple[bytes, Optional[str], Optional[str]]:
@@ -94,8 +95,8 @@ def _json_audio(body: bytes, default_lang: Optional[str],
     lang = payload.get("lang")
     if lang is not None and not isinstance(lang, str):
         raise Refusal(400, "'lang' must be a language tag such as en-US")
-    pcm = _decode(data, payload.get("sample_rate"), payload.get("sample_width"), None, max_seconds)
-    return pcm, parse_lang(lang) or default_lang
+    lang = parse_lang(lang) or default_lang
+    return _decode(data, payload.get("sample_rate"), payload.get("sample_width"), None, max_seconds), lang
 
 
 def _decode(data: bytes, rate: Any, width: Any, content_type: Optional[str],

@@ -311,4 +311,20 @@ def test_mp3_is_decoded_when_libsndfile_reads_it(tmp_path):
     assert pcm.sample_rate == 16000 and pcm.duration == pytest.approx(1.0, abs=0.1)
     assert peak_frequency16(pcm.data, 16000) == pytest.approx(440, rel=0.05)
     with pytest.raises(AudioTooLongError):
-        decoding.decode(blob, max_seconds=0.5)
+        decoding.decode(blob, content_type="audio/mpeg", max_seconds=0.5)
+    tagged = b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10) + blob  # an ID3v2 tag (padding only): no label needed
+    assert decoding.decode(tagged).duration == pytest.approx(pcm.duration, abs=0.05)
+
+
+def test_raw_pcm_whose_first_sample_looks_like_an_mpeg_header_is_still_pcm():
+    pcm = b"\xff\xfb\x90\x64" + tone(0.25)[4:]          # sync, MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+    assert decoding.sniff(pcm) is None and decoding.sniff(pcm, mpeg_labelled=True) == "MP3"
+    assert decoding.decode(pcm).data == pcm
+
+
+def test_high_rate_compressed_audio_is_brought_to_16k_as_it_decodes():
+    # 120 s of 384 kHz FLAC silence is a few kB; decoded at its rate it would be 92 MB.
+    pcm = audio.from_bytes(flac_file(tone(1.0, 192000), 192000))
+    assert (pcm.sample_rate, pcm.channels) == (16000, 1)
+    assert pcm.duration == pytest.approx(1.0, abs=0.01)
+    assert peak_frequency16(pcm.data, 16000) == pytest.approx(440, rel=0.03)

@@ -3,6 +3,7 @@ the audio budget against bombs, decoding off the event loop, refusals for what i
 WAVs as recorders write them."""
 from __future__ import annotations
 
+import base64
 import io
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -98,8 +99,7 @@ def test_the_budget_is_configurable_and_audio_within_it_is_sent(engine, fake):
     with running(create_app(engine, max_audio_seconds=2)) as base:
         within = post(base, data=wav(tone(2.0)))
         over = post(base, data=wav(tone(2.5)))
-        over_json = post(base, "/stt/json", json={"audio_b64": __import__("base64").b64encode(
-            tone(2.5)).decode()})
+        over_json = post(base, "/stt/json", json={"audio_b64": base64.b64encode(tone(2.5)).decode()})
         over_detect = post(base, "/lang_detect", params={"valid_langs": "en-US,de-DE"}, data=wav(tone(2.5)))
     assert (within.status_code, within.text) == (200, "audio 2.00 seconds at 16000 hertz")
     assert over.status_code == 413 and "2.5 s, over the limit of 2 s" in over.text
@@ -204,9 +204,19 @@ def test_raw_pcm_stays_accepted_where_clients_send_it(url, fake):
                 headers={"Content-Type": "application/x-www-form-urlencoded"})
     # the released ovos-stt-plugin-server client: a WAV labelled audio/wav
     ovos = post(url, data=SPEECH, headers={"Content-Type": "audio/wav"})
-    assert [r.text for r in (bare, typed, octets, ovos)] == [HEARD] * 4
+    # curl --data-binary @speech.wav: an intact file under curl's form-encoded label
+    curl_wav = post(url, data=SPEECH, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert [r.text for r in (bare, typed, octets, ovos, curl_wav)] == [HEARD] * 5
     assert curl.text == "audio 1.00 seconds at 8000 hertz"
-    assert len(fake.requests) == 5
+    assert len(fake.requests) == 6
+
+
+def test_stt_json_refuses_text_as_audio(url, fake):
+    reply = post(url, "/stt/json", json={"audio_b64": base64.b64encode(b"hello world, twice!!").decode()})
+    assert reply.status_code == 415 and "text, not audio" in reply.json()["error"]
+    odd = post(url, "/stt/json", json={"audio_b64": base64.b64encode(tone(0.5) + b"x").decode()})
+    assert odd.status_code == 415 and "whole number" in odd.json()["error"]
+    assert fake.requests == []
 
 
 # ---------------------------------------------------------------- /lang_detect (point 6)

@@ -139,8 +139,9 @@ def level(endpoint: str, clients: int, total: int, delay: float, processes: int,
     with served(endpoint, processes) as server:
         drive(server.url + "/stt?lang=en-US", wav, {"Content-Type": "audio/wav"}, 1, 1)   # imports, pool
         idle_kib, cpu_before = server.memory_kib("VmRSS"), server.cpu_seconds()
+        codes: Dict[str, int] = {}
         latencies, failed, wall = drive(server.url + "/stt?lang=en-US", wav, {"Content-Type": "audio/wav"},
-                                        clients, total)
+                                        clients, total, codes)
         cpu = server.cpu_seconds() - cpu_before
         peak_kib = server.memory_kib("VmHWM")
         limits = {k: server.status.get(k) for k in ("capacity",)}
@@ -148,7 +149,7 @@ def level(endpoint: str, clients: int, total: int, delay: float, processes: int,
                                                    google_headers, clients, total)
     rps, base_rps = len(latencies) / wall, len(base_latencies) / base_wall
     in_flight = min(clients, limits["capacity"] or clients)
-    return {"clients": clients, "requests": total, "failures": failed, "rps": rps,
+    return {"clients": clients, "requests": total, "failures": failed, "failure_codes": codes, "rps": rps,
             "baseline_rps": base_rps, "rps_vs_baseline": rps / base_rps if base_rps else float("nan"),
             "added_ms": _latency(latencies, delay), "baseline_added_ms": _latency(base_latencies, delay),
             "baseline_failures": base_failed, "wall_s": wall,
@@ -222,7 +223,8 @@ def markdown(result: Dict[str, Any]) -> str:
         a, b = r["added_ms"], r["baseline_added_ms"]
         lines.append(f"| {r['clients']} | {r['rps']:.1f} | {r['baseline_rps']:.1f} | "
                      f"{r['rps_vs_baseline']:.3f} | {a['p50']:.1f} / {a['p99']:.1f} | "
-                     f"{b['p50']:.1f} / {b['p99']:.1f} | {r['failures']} of {r['requests']} | "
+                     f"{b['p50']:.1f} / {b['p99']:.1f} | {r['failures']} of {r['requests']}"
+                     f"{_codes(r.get('failure_codes'))} | "
                      f"{r['peak_rss_mib']:.1f} | {r['rss_per_request_in_flight_kib']:.0f} | "
                      f"{r['server_cpu_ms_per_request']:.2f} |")
     lines += ["", "Normal requests while uploads that sent part of their body and went quiet stay open:", "",
@@ -232,6 +234,10 @@ def markdown(result: Dict[str, Any]) -> str:
         lines.append(f"| {r['silent_uploads']} | {r['clients']} | {a['p50']:.1f} / {a['p99']:.1f} | "
                      f"{r['failures']} of {r['requests']} |")
     return "\n".join(lines) + "\n"
+
+
+def _codes(codes: Optional[Dict[str, int]]) -> str:
+    return f" ({', '.join(f'{n}x {c}' for c, n in sorted(codes.items()))})" if codes else ""
 
 
 def plot(result: Dict[str, Any], path: Path) -> Optional[str]:

@@ -240,8 +240,8 @@ def _codes(codes: Optional[Dict[str, int]]) -> str:
     return f" ({', '.join(f'{n}x {c}' for c, n in sorted(codes.items()))})" if codes else ""
 
 
-def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
-    """Draw the PNG; the reason it was not drawn, or None."""
+def plot(result: Dict[str, Any], path: Path, before: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """Draw the PNG (with ``before``, an earlier result, in grey); the reason it was not drawn, or None."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -265,6 +265,12 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     mem.plot(clients, [r["peak_rss_mib"] for r in rows], "o-", label="peak RSS (MiB)")
     failed = [100 * r["failures"] / r["requests"] for r in rows]
     mem.plot(clients, failed, "rx--", label="failed requests (%)")
+    if before and before["rows"]:
+        old = before["rows"]
+        thr.plot([r["clients"] for r in old], [r["rps"] for r in old], "s-", color="grey",
+                 label=f"before ({before.get('label', 'earlier run')})")
+        mem.plot([r["clients"] for r in old], [100 * r["failures"] / r["requests"] for r in old], "x:",
+                 color="grey", label="failed before (%)")
     mem.set(xscale="log", xlabel="concurrent clients", title="Server memory and failures")
     for ax in (thr, lat, mem):
         ax.set_xticks(clients, [str(c) for c in clients])
@@ -289,13 +295,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f"seconds of audio per request (default {CLIP_SECONDS:g})")
     parser.add_argument("--name", default="capacity", help="file name stem (default: capacity)")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--replot", metavar="JSON", help="redraw the plot of an earlier result; no run")
+    parser.add_argument("--before", metavar="JSON", help="an earlier result to draw in grey")
+    parser.add_argument("--before-label", default="earlier run", help="what --before was")
     args = parser.parse_args(argv)
+    before = json.loads(Path(args.before).read_text(encoding="utf-8")) if args.before else None
+    if before is not None:
+        before["label"] = args.before_label
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text(encoding="utf-8"))
+        skipped = plot(result, Path(args.replot).with_suffix(".png"), before)
+        print(skipped or f"drew {Path(args.replot).with_suffix('.png')}")
+        return 0
     mode = args.mode or "full"
     result = run(mode, args.delay, args.processes, args.levels, args.clip)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = args.name if mode == "full" else f"{args.name}-{mode}"
-    result["plot_skipped"] = plot(result, out / f"{stem}.png")
+    result["plot_skipped"] = plot(result, out / f"{stem}.png", before)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     text = markdown(result)
     (out / f"{stem}.md").write_text(text, encoding="utf-8")

@@ -33,7 +33,7 @@ from load import Child, drive  # noqa: E402
 from speechlike import RATE, speech_like  # noqa: E402
 from stats import machine, summarize  # noqa: E402
 
-LEVELS = {"full": (1, 8, 32, 64, 128, 256, 512), "quick": (1, 32, 256), "tiny": (1, 8)}
+LEVELS = {"full": (1, 8, 32, 64, 128, 256, 512), "quick": (1, 32, 256), "tiny": (8,)}
 ROUNDS = {"full": 3, "quick": 2, "tiny": 2}
 MIN_REQUESTS = {"full": 10, "quick": 5, "tiny": 4}
 CLIP_SECONDS = 5.0

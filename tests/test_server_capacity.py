@@ -79,15 +79,18 @@ def test_silent_half_sent_uploads_hold_no_slot_and_get_408(engine, fake):
 
 
 def test_a_trickling_upload_gets_408_at_the_body_time_limit(engine, fake):
-    app = create_app(engine, body_idle=5.0, body_timeout=1.0)
+    # No gap reaches --body-idle, yet the body is not whole when --body-timeout is up. The
+    # trickle stops 1 s before that limit: a server closing while bytes still arrive sends a
+    # TCP reset that can wipe its answer from the client's buffer (uvicorn has no lingering
+    # close), and this test is about the 408, not that race.
+    app = create_app(engine, body_idle=5.0, body_timeout=1.5)
     with running(app) as url, half_sent(port_of(url), sent=44) as conn:
-        started = time.monotonic()
-        while not select.select([conn], [], [], 0.1)[0]:        # one byte every 0.1 s, never idle
-            assert time.monotonic() - started < HANG_GUARD, "no answer to a trickling upload"
+        for _ in range(5):                                      # one byte every 0.1 s
+            assert not select.select([conn], [], [], 0.1)[0], "answered before the time limit"
             conn.sendall(b"\x00")
         answer = answer_of(conn)
     assert status_line(answer) == b"HTTP/1.1 408 Request Timeout"
-    assert b"connection: close" in answer.lower() and b"the body took over 1 s" in answer
+    assert b"connection: close" in answer.lower() and b"the body took over 1.5 s" in answer
     assert fake.requests == []
 
 

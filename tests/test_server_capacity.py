@@ -7,6 +7,7 @@ import json
 import os
 import select
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -132,8 +133,14 @@ def test_256_concurrent_clients_all_get_their_transcript(roomy_fake):
 
 
 def test_bodies_held_past_max_buffered_get_503_and_are_let_go(engine, fake):
-    fake.delay = 2.0                   # the first request holds its body while Google thinks
-    body = tone(1.5)                   # 48,000 bytes of raw PCM
+    released = threading.Event()
+
+    def held_until_released(req, audio):       # the first request holds its body meanwhile
+        released.wait(HANG_GUARD)
+        return fake_google.default_recognizer(req, audio)
+
+    fake.recognizer = held_until_released
+    body = tone(1.5)                           # 48,000 bytes of raw PCM
     app = create_app(engine, max_body=64 * 1024, max_buffered=64 * 1024)
     with running(app) as url, ThreadPoolExecutor(1) as pool:
         first = pool.submit(requests.post, f"{url}/stt", data=body, timeout=HANG_GUARD)
@@ -142,8 +149,8 @@ def test_bodies_held_past_max_buffered_get_503_and_are_let_go(engine, fake):
             assert time.monotonic() < deadline and not first.done(), "the first request never started"
             time.sleep(0.02)
         refused = requests.post(f"{url}/stt", data=body, timeout=HANG_GUARD)
+        released.set()
         assert first.result().status_code == 200
-        fake.delay = 0.0
         after = requests.post(f"{url}/stt", data=body, timeout=HANG_GUARD)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "too many uploads" in refused.text

@@ -33,7 +33,7 @@ from load import Child, drive  # noqa: E402
 from speechlike import RATE, speech_like  # noqa: E402
 from stats import machine, summarize  # noqa: E402
 
-LEVELS = {"full": (1, 8, 32, 64, 128, 256, 512), "quick": (1, 32, 256), "tiny": (1, 8)}
+LEVELS = {"full": (1, 8, 32, 64, 128, 256, 512), "quick": (1, 32, 256), "tiny": (8,)}
 ROUNDS = {"full": 3, "quick": 2, "tiny": 2}
 MIN_REQUESTS = {"full": 10, "quick": 5, "tiny": 4}
 CLIP_SECONDS = 5.0
@@ -139,8 +139,9 @@ def level(endpoint: str, clients: int, total: int, delay: float, processes: int,
     with served(endpoint, processes) as server:
         drive(server.url + "/stt?lang=en-US", wav, {"Content-Type": "audio/wav"}, 1, 1)   # imports, pool
         idle_kib, cpu_before = server.memory_kib("VmRSS"), server.cpu_seconds()
+        codes: Dict[str, int] = {}
         latencies, failed, wall = drive(server.url + "/stt?lang=en-US", wav, {"Content-Type": "audio/wav"},
-                                        clients, total)
+                                        clients, total, codes)
         cpu = server.cpu_seconds() - cpu_before
         peak_kib = server.memory_kib("VmHWM")
         limits = {k: server.status.get(k) for k in ("capacity",)}
@@ -148,7 +149,7 @@ def level(endpoint: str, clients: int, total: int, delay: float, processes: int,
                                                    google_headers, clients, total)
     rps, base_rps = len(latencies) / wall, len(base_latencies) / base_wall
     in_flight = min(clients, limits["capacity"] or clients)
-    return {"clients": clients, "requests": total, "failures": failed, "rps": rps,
+    return {"clients": clients, "requests": total, "failures": failed, "failure_codes": codes, "rps": rps,
             "baseline_rps": base_rps, "rps_vs_baseline": rps / base_rps if base_rps else float("nan"),
             "added_ms": _latency(latencies, delay), "baseline_added_ms": _latency(base_latencies, delay),
             "baseline_failures": base_failed, "wall_s": wall,
@@ -222,7 +223,8 @@ def markdown(result: Dict[str, Any]) -> str:
         a, b = r["added_ms"], r["baseline_added_ms"]
         lines.append(f"| {r['clients']} | {r['rps']:.1f} | {r['baseline_rps']:.1f} | "
                      f"{r['rps_vs_baseline']:.3f} | {a['p50']:.1f} / {a['p99']:.1f} | "
-                     f"{b['p50']:.1f} / {b['p99']:.1f} | {r['failures']} of {r['requests']} | "
+                     f"{b['p50']:.1f} / {b['p99']:.1f} | {r['failures']} of {r['requests']}"
+                     f"{_codes(r.get('failure_codes'))} | "
                      f"{r['peak_rss_mib']:.1f} | {r['rss_per_request_in_flight_kib']:.0f} | "
                      f"{r['server_cpu_ms_per_request']:.2f} |")
     lines += ["", "Normal requests while uploads that sent part of their body and went quiet stay open:", "",
@@ -234,8 +236,12 @@ def markdown(result: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
-    """Draw the PNG; the reason it was not drawn, or None."""
+def _codes(codes: Optional[Dict[str, int]]) -> str:
+    return f" ({', '.join(f'{n}x {c}' for c, n in sorted(codes.items()))})" if codes else ""
+
+
+def plot(result: Dict[str, Any], path: Path, before: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """Draw the PNG (with ``before``, an earlier result, in grey); the reason it was not drawn, or None."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -259,6 +265,12 @@ def plot(result: Dict[str, Any], path: Path) -> Optional[str]:
     mem.plot(clients, [r["peak_rss_mib"] for r in rows], "o-", label="peak RSS (MiB)")
     failed = [100 * r["failures"] / r["requests"] for r in rows]
     mem.plot(clients, failed, "rx--", label="failed requests (%)")
+    if before and before["rows"]:
+        old = before["rows"]
+        thr.plot([r["clients"] for r in old], [r["rps"] for r in old], "s-", color="grey",
+                 label=f"before ({before.get('label', 'earlier run')})")
+        mem.plot([r["clients"] for r in old], [100 * r["failures"] / r["requests"] for r in old], "x:",
+                 color="grey", label="failed before (%)")
     mem.set(xscale="log", xlabel="concurrent clients", title="Server memory and failures")
     for ax in (thr, lat, mem):
         ax.set_xticks(clients, [str(c) for c in clients])
@@ -283,13 +295,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f"seconds of audio per request (default {CLIP_SECONDS:g})")
     parser.add_argument("--name", default="capacity", help="file name stem (default: capacity)")
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--replot", metavar="JSON", help="redraw the plot of an earlier result; no run")
+    parser.add_argument("--before", metavar="JSON", help="an earlier result to draw in grey")
+    parser.add_argument("--before-label", default="earlier run", help="what --before was")
     args = parser.parse_args(argv)
+    before = json.loads(Path(args.before).read_text(encoding="utf-8")) if args.before else None
+    if before is not None:
+        before["label"] = args.before_label
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text(encoding="utf-8"))
+        skipped = plot(result, Path(args.replot).with_suffix(".png"), before)
+        print(skipped or f"drew {Path(args.replot).with_suffix('.png')}")
+        return 0
     mode = args.mode or "full"
     result = run(mode, args.delay, args.processes, args.levels, args.clip)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = args.name if mode == "full" else f"{args.name}-{mode}"
-    result["plot_skipped"] = plot(result, out / f"{stem}.png")
+    result["plot_skipped"] = plot(result, out / f"{stem}.png", before)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     text = markdown(result)
     (out / f"{stem}.md").write_text(text, encoding="utf-8")

@@ -45,11 +45,12 @@ class Child:
             self.proc.wait()
 
 
-def drive(url: str, body: bytes, headers: Dict[str, str], clients: int,
-          total: int) -> Tuple[List[float], int, float]:
+def drive(url: str, body: bytes, headers: Dict[str, str], clients: int, total: int,
+          codes: Optional[Dict[str, int]] = None) -> Tuple[List[float], int, float]:
     """``total`` POSTs from ``clients`` threads at once: (latencies of 200s, failures, wall seconds).
 
     Each thread opens its connection with one unmeasured request before the clock starts.
+    ``codes`` (if given) counts the failures by status code or exception name.
     """
     latencies: List[float] = []
     failures = [0]
@@ -73,15 +74,17 @@ def drive(url: str, body: bytes, headers: Dict[str, str], clients: int,
                 remaining[0] -= 1
             began = time.perf_counter()
             try:
-                ok = session.post(url, data=body, headers=headers, timeout=120).status_code == 200
-            except requests.RequestException:
-                ok = False
+                outcome = str(session.post(url, data=body, headers=headers, timeout=120).status_code)
+            except requests.RequestException as exc:
+                outcome = type(exc).__name__
             took = time.perf_counter() - began
             with lock:
-                if ok:
+                if outcome == "200":
                     latencies.append(took)
                 else:
                     failures[0] += 1
+                    if codes is not None:
+                        codes[outcome] = codes.get(outcome, 0) + 1
         session.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]

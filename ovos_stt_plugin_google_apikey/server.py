@@ -237,7 +237,7 @@ def run(app: FastAPI, host: str = "127.0.0.1", port: int = 9090) -> None:
 def run_processes(factory: str, processes: int, host: str, port: int, token_required: bool) -> None:
     """Serve on one port from ``processes`` uvicorn worker processes until interrupted; each
     builds its own app by calling ``factory`` ("module:function"). uvicorn's supervisor
-    restarts a worker that dies."""
+    (0.30 and later) restarts a worker that dies."""
     _warn_if_open(host, port, token_required)
     _raise_file_limit()
     uvicorn.run(factory, factory=True, workers=processes, host=host, port=port, **UVICORN_OPTIONS)

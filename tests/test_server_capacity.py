@@ -7,6 +7,7 @@ import json
 import os
 import select
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,15 +80,18 @@ def test_silent_half_sent_uploads_hold_no_slot_and_get_408(engine, fake):
 
 
 def test_a_trickling_upload_gets_408_at_the_body_time_limit(engine, fake):
-    app = create_app(engine, body_idle=5.0, body_timeout=1.0)
+    # No gap reaches --body-idle, yet the body is not whole when --body-timeout is up. The
+    # trickle stops 1 s before that limit: a server closing while bytes still arrive sends a
+    # TCP reset that can wipe its answer from the client's buffer (uvicorn has no lingering
+    # close), and this test is about the 408, not that race.
+    app = create_app(engine, body_idle=5.0, body_timeout=1.5)
     with running(app) as url, half_sent(port_of(url), sent=44) as conn:
-        started = time.monotonic()
-        while not select.select([conn], [], [], 0.1)[0]:        # one byte every 0.1 s, never idle
-            assert time.monotonic() - started < HANG_GUARD, "no answer to a trickling upload"
+        for _ in range(5):                                      # one byte every 0.1 s
+            assert not select.select([conn], [], [], 0.1)[0], "answered before the time limit"
             conn.sendall(b"\x00")
         answer = answer_of(conn)
     assert status_line(answer) == b"HTTP/1.1 408 Request Timeout"
-    assert b"connection: close" in answer.lower() and b"the body took over 1 s" in answer
+    assert b"connection: close" in answer.lower() and b"the body took over 1.5 s" in answer
     assert fake.requests == []
 
 
@@ -129,8 +133,14 @@ def test_256_concurrent_clients_all_get_their_transcript(roomy_fake):
 
 
 def test_bodies_held_past_max_buffered_get_503_and_are_let_go(engine, fake):
-    fake.delay = 2.0                   # the first request holds its body while Google thinks
-    body = tone(1.5)                   # 48,000 bytes of raw PCM
+    released = threading.Event()
+
+    def held_until_released(req, audio):       # the first request holds its body meanwhile
+        released.wait(HANG_GUARD)
+        return fake_google.default_recognizer(req, audio)
+
+    fake.recognizer = held_until_released
+    body = tone(1.5)                           # 48,000 bytes of raw PCM
     app = create_app(engine, max_body=64 * 1024, max_buffered=64 * 1024)
     with running(app) as url, ThreadPoolExecutor(1) as pool:
         first = pool.submit(requests.post, f"{url}/stt", data=body, timeout=HANG_GUARD)
@@ -139,8 +149,8 @@ def test_bodies_held_past_max_buffered_get_503_and_are_let_go(engine, fake):
             assert time.monotonic() < deadline and not first.done(), "the first request never started"
             time.sleep(0.02)
         refused = requests.post(f"{url}/stt", data=body, timeout=HANG_GUARD)
+        released.set()
         assert first.result().status_code == 200
-        fake.delay = 0.0
         after = requests.post(f"{url}/stt", data=body, timeout=HANG_GUARD)
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "too many uploads" in refused.text

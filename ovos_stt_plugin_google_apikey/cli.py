@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional
+import tempfile
+from typing import Any, Dict, Iterator, List, Optional
 
 from ovos_utils.log import LOG as OVOS_LOG
 
@@ -19,6 +21,7 @@ LOG = ModuleLog("ovos_stt_plugin_google_apikey.cli")     # not __name__: "__main
 TOKEN_ENV = "GOOGLE_STT_SERVER_TOKEN"
 # How `serve --processes N` hands its options to the worker processes uvicorn starts.
 SERVE_ARGS_ENV = "OVOS_GOOGLE_STT_SERVE_ARGS"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"   # metrics.MULTIPROC_ENV, without importing the server
 WORKER_APP = "ovos_stt_plugin_google_apikey.cli:worker_app"
 DEFAULT_PORT = 9090
 EXIT_CONFIG = 2          # argparse's own status for a usage error
@@ -237,8 +240,9 @@ def _serve(args: argparse.Namespace) -> int:
         # Each worker process builds its own engine and app from the same options; the key
         # comes from the environment or the config file, as here.
         os.environ[SERVE_ARGS_ENV] = json.dumps({k: v for k, v in vars(args).items() if k != "func"})
-        server.run_processes(WORKER_APP, args.processes, args.host, args.port,
-                             app.state.token_required)
+        with _metrics_dir():
+            server.run_processes(WORKER_APP, args.processes, args.host, args.port,
+                                 app.state.token_required)
         return 0
     # uvicorn's own start-up lines are INFO, below the level its loggers keep here.
     LOG.info("serving on http://%s:%d (Ctrl+C to stop)", args.host, args.port)
@@ -248,6 +252,21 @@ def _serve(args: argparse.Namespace) -> int:
         if engine is not None:
             engine.shutdown()
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """With several processes, /metrics sums them all: prometheus_client's multiprocess mode,
+    in the operator's PROMETHEUS_MULTIPROC_DIR or else a fresh directory removed at exit."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ovos-google-stt-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 def worker_app() -> Any:

@@ -196,6 +196,7 @@ def test_serve_processes_runs_workers_on_one_port_with_the_key_from_the_environm
             time.sleep(0.1)
         status = requests.get(f"{url}/status", timeout=HANG_GUARD)
         replies = [requests.post(f"{url}/stt", data=SPEECH, timeout=HANG_GUARD) for _ in range(4)]
+        scraped = requests.get(f"{url}/metrics", timeout=HANG_GUARD).text
         workers = _workers_of(process.pid)
         process.terminate()
         assert process.wait(timeout=HANG_GUARD) is not None
@@ -203,4 +204,11 @@ def test_serve_processes_runs_workers_on_one_port_with_the_key_from_the_environm
     assert status.status_code == 200 and status.json()["key_configured"] is True
     assert [(r.status_code, r.text) for r in replies] == [(200, HEARD)] * 4
     assert len(workers) == 2
+    # The workers count into a shared directory (prometheus_client's multiprocess mode, which
+    # writes no `_created` series; one process's own registry would), and whichever worker
+    # answers /metrics counts all four, wherever they were served.
+    assert "google_stt_requests_created" not in scraped
+    counted = [line for line in scraped.splitlines()
+               if line.startswith('google_stt_requests_total{') and 'route="/stt"' in line]
+    assert [float(line.rsplit(" ", 1)[1]) for line in counted] == [4.0], scraped
     assert fake.requests[0].headers["X-Goog-Api-Key"] == KEY and KEY not in log

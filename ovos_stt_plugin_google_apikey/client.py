@@ -139,8 +139,7 @@ class SpeechClient:
             watchdogs[0].cancel()                       # from here on, bounded by progress
 
         def sent() -> None:
-            assert upload.started_at is not None
-            budget[0] += time.monotonic() - upload.started_at
+            budget[0] += time.monotonic() - (upload.started_at or time.monotonic())
             watchdogs.append(timeouts.Watchdog(max(0.001, budget[0] - time.monotonic())))
 
         upload = timeouts.Upload(payload, started, sent)
@@ -278,11 +277,12 @@ def _host(base: str, location: str) -> str:
 
 
 def _proxy_secrets(proxies: Iterable[str]) -> Tuple[str, ...]:
-    found = []
+    """The passwords of proxy URLs (HTTPS_PROXY=http://user:password@proxy:3128)."""
+    found: List[str] = []
     for proxy in proxies:
         try:
             parts = urlsplit(proxy)
-            found += [parts.password or "", parts.username or ""]
+            found.append(parts.password or "")
         except ValueError:
             continue
     return tuple(s for s in found if len(s) >= 3)

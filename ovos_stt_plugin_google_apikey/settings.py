@@ -65,9 +65,9 @@ class Settings:
 
     @property
     def secrets(self) -> Tuple[str, ...]:
-        """What must never be shown: the key and the endpoint's credentials."""
-        parts = urlsplit(self.endpoint)
-        found = [self.key, parts.password or "", parts.username or ""]
+        """What must never be shown: the key and the endpoint's password (the user name is
+        redacted from the endpoint shown, but not hunted in free text, where it may be a word)."""
+        found = [self.key, urlsplit(self.endpoint).password or ""]
         return tuple(s for s in found if len(s) >= 3)
 
     def __repr__(self) -> str:

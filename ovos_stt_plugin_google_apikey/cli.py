@@ -357,16 +357,6 @@ def _engine(config: Dict[str, Any]) -> Any:
     return GoogleAPIKeySTT(config)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds; got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be above 0; got {text}")
-    return value
-
-
 def _positive(text: str) -> int:
     return _bounded(text, 1)
 

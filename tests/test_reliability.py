@@ -354,10 +354,12 @@ def test_a_thousand_requests_from_64_clients_with_google_faults(fake, tmp_path):
     assert n200 + consumed <= len(fake.requests) <= n200 + consumed + n504
     # Flat between the first and the last hundred answers. Slack: the connection pool to
     # Google may hold a few more connections later on (at most 16); Python's allocator keeps
-    # freed arenas. A leak of one fd or one upload (~40 KiB) per request would be 900 fds or
-    # ~36 MiB.
+    # freed arenas, and the server now holds whole bodies before admission, so its arenas
+    # settle higher: 15 MiB of growth over these 900 requests, 20 MiB over 3,900 (measured,
+    # a plateau, not a slope). A leak of one fd or one upload (~40 KiB) per request would be
+    # 900 fds or ~36 MiB.
     assert samples["last"][1] - samples["first"][1] <= 20
-    assert samples["last"][0] - samples["first"][0] <= 16 * 1024
+    assert samples["last"][0] - samples["first"][0] <= 26 * 1024
 
 
 # ------------------------------------------------------------------ 5. bad configuration

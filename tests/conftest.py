@@ -13,7 +13,9 @@ import tempfile
 _XDG = tempfile.mkdtemp(prefix="google-stt-tests-")
 os.environ["XDG_CONFIG_HOME"] = _XDG
 LIVE_KEY = os.environ.get("GOOGLE_STT_API_KEY", "")   # only test_live.py uses it
-for _name in ("GOOGLE_STT_API_KEY", "STT_PW"):
+# What a user may have exported after README's Quick start must not change what the tests see:
+# the key, the launcher's key variable, and the server's defaults (token, language, port).
+for _name in ("GOOGLE_STT_API_KEY", "STT_PW", "GOOGLE_STT_SERVER_TOKEN", "STT_LANG", "PORT"):
     os.environ.pop(_name, None)
 
 import pytest  # noqa: E402

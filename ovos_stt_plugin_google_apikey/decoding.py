@@ -25,8 +25,10 @@ ACCEPTED = ("WAV (PCM, float, A-law, mu-law), FLAC, Ogg Opus/Vorbis, AIFF, MP3 (
             "or later) or raw 16-bit PCM with ?sample_rate=16000&sample_width=2")
 FORM = "application/x-www-form-urlencoded"
 MPEG_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg")
-FORM_HINT = ("a form-encoded body is not audio (curl -d strips newlines from a file): send the "
-             "file with `curl --data-binary @file` or `curl -F audio=@file`")
+# curl labels -d and --data-binary bodies alike as a form, so the hint cannot tell them apart.
+FORM_HINT = ("the body is not an audio file (it came form-encoded, as curl labels -d and "
+             "--data-binary bodies; -d also strips a file's newlines): send an audio file with "
+             "`curl --data-binary @file` or `curl -F audio=@file`")
 INSTALL_HINT = "pip install 'ovos-stt-plugin-google-apikey[flac]'"
 # Signatures of files that are not audio we read, so they are not taken for raw PCM.
 FOREIGN = {b"\x89PNG": "a PNG image", b"%PDF": "a PDF document", b"PK\x03\x04": "a zip archive",

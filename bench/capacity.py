@@ -188,6 +188,7 @@ def silent_uploads(endpoint: str, delay: float, processes: int, clip: float, sil
 
 def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = None,
         clip: float = CLIP_SECONDS) -> Dict[str, Any]:
+    at_start = machine()                  # the load average before this run adds its own
     fake = Child("fake", "--delay", str(delay))
     rows = []
     try:
@@ -199,7 +200,7 @@ def run(mode: str, delay: float, processes: int, levels: Optional[List[int]] = N
         silent = silent_uploads(fake.first_line[0], delay, processes, clip)
     finally:
         fake.close()
-    return {"mode": mode, "machine": machine(), "delay_s": delay, "processes": processes,
+    return {"mode": mode, "machine": at_start, "delay_s": delay, "processes": processes,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "server": "python -m ovos_stt_plugin_google_apikey.cli serve --port P --endpoint FAKE"
                       + (f" --processes {processes}" if processes > 1 else "")

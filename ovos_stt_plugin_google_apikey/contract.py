@@ -10,9 +10,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pydantic import BaseModel, Field
 
+from .uploads import LANG_TAG, MAX_LANG_CHARS
+
 # uploads.LANG_TAG, anchored, empty allowed (an empty lang means "the default")
-LANG_PATTERN = r"^(auto|[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,4})?$"
-MAX_LANG_CHARS = 35
+LANG_PATTERN = rf"^({LANG_TAG.pattern})?$"
 BINARY = {"type": "string", "format": "binary"}
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 METRICS_MEDIA_TYPE = "text/plain"
@@ -74,14 +75,13 @@ AUDIO_QUERY = [
     _query("sample_width", "for raw PCM: bytes per sample (default 2); ignored for a file",
            {"type": "integer", "minimum": 1, "maximum": 4}),
 ]
+AUDIO_FILE_TYPES = ["audio/wav", "audio/flac", "audio/ogg", "audio/aiff", "audio/mpeg"]
 AUDIO_BODY = {"requestBody": {"required": True, "description": (
-    "A WAV file (FLAC and Ogg with the [flac] extra), or raw 16-bit little-endian mono PCM "
+    "A WAV file (FLAC, Ogg, AIFF and MP3 with the [flac] extra), or raw 16-bit little-endian mono PCM "
     "(see sample_rate and sample_width), as the body; or a multipart upload with the file in "
     "the field 'audio' (and optionally 'lang', which wins over the query's)."),
     "content": {
-        "audio/wav": {"schema": BINARY},
-        "audio/flac": {"schema": BINARY},
-        "audio/ogg": {"schema": BINARY},
+        **{media_type: {"schema": BINARY} for media_type in AUDIO_FILE_TYPES},
         "application/octet-stream": {"schema": BINARY},
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["audio"],
@@ -149,4 +149,4 @@ METRICS = dict(
     summary="Prometheus metrics",
     response_description="the Prometheus text format",
     responses={200: {"content": {METRICS_MEDIA_TYPE: {"schema": {"type": "string"}}}},
-               401: {"description": _ERRORS[1][1], "content": TEXT}})
+               401: {"description": _ERRORS[1][1], "content": TEXT, "headers": _ERRORS[1][2]}})

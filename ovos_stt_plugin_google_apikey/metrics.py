@@ -3,6 +3,7 @@ one port (PROMETHEUS_MULTIPROC_DIR set) every process's counts, aggregated on ea
 from __future__ import annotations
 
 import os
+import re
 import time
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, Dict, Optional
@@ -16,6 +17,7 @@ from . import errors
 from .wire import billed_seconds
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")   # prometheus_client's per-process file
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 ROUTES = ("/stt", "/stt/json", "/lang_detect", "/status", "/metrics", "/")
 STT_ROUTES = ("/stt", "/stt/json", "/lang_detect")
@@ -104,11 +106,29 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text format of every metric: this app's, or all processes' in multiprocess mode."""
-        if multiprocess_dir() is None:
+        directory = multiprocess_dir()
+        if directory is None:
             return generate_latest(self.registry)
+        _forget_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
+
+
+def _forget_dead_processes(directory: str) -> None:
+    """Drop the live gauges of processes that are gone (a worker that crashed, or was killed,
+    left its in-flight count behind; uvicorn starts another in its place). Counters stay."""
+    for name in os.listdir(directory):
+        match = LIVE_GAUGE_FILE.fullmatch(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except OSError:                  # PermissionError: alive, another user's
+            pass
 
 
 def _value(counter: Counter) -> float:

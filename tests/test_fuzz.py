@@ -16,6 +16,7 @@ from conftest import KEY
 from ovos_stt_plugin_google_apikey import audio
 from ovos_stt_plugin_google_apikey.errors import AudioError
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
+from ovos_stt_plugin_google_apikey.contract import AUDIO_FILE_TYPES
 from ovos_stt_plugin_google_apikey.server import create_app
 
 with warnings.catch_warnings():
@@ -224,7 +225,7 @@ def fuzz_app(fake_server):
 
 if schemathesis is not None:
     # Audio files are bytes on the wire, as application/octet-stream is.
-    schemathesis.serializer.alias(["audio/wav", "audio/flac", "audio/ogg"], "application/octet-stream")
+    schemathesis.serializer.alias(AUDIO_FILE_TYPES, "application/octet-stream")
     # The schema an app serves at /openapi.json, as is (the engine does not change it; the
     # requests go to fuzz_app, whose engine talks to the fake Google).
     SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", create_app(None))

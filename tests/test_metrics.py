@@ -215,3 +215,34 @@ def test_several_processes_are_aggregated_with_prometheus_multiproc_dir(fake, tm
     assert value(samples, "google_stt_billed_seconds_total") == 3.0
     assert value(samples, "google_stt_requests_in_flight") == 0
     assert len(fake.requests) == 3
+
+
+DIES_BUSY = """
+import os
+from ovos_stt_plugin_google_apikey.metrics import Metrics
+metrics = Metrics()
+metrics.in_flight.inc(2)
+metrics.waiting.inc()
+metrics.audio.inc(7)
+os._exit(0)                        # a worker that crashed with requests in flight
+"""
+
+
+def test_a_dead_workers_gauges_leave_the_sum_and_its_counts_stay(fake, tmp_path):
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    (tmp_path / "speech.wav").write_bytes(SPEECH)
+    env = {"PATH": os.environ["PATH"], "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"],
+           "PYTHONPATH": os.pathsep.join(sys.path), "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    died = subprocess.run([sys.executable, "-c", DIES_BUSY], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert died.returncode == 0, died.stderr
+    assert any(name.startswith("gauge_livesum_") for name in os.listdir(shared))
+    scraped = tmp_path / "metrics.txt"
+    done = subprocess.run([sys.executable, "-c", SERVE_ONE, fake.endpoint, str(tmp_path / "speech.wav"),
+                           "scrape", str(scraped)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    samples = parse(scraped.read_text())
+    assert value(samples, "google_stt_requests_in_flight") == 0
+    assert value(samples, "google_stt_requests_waiting") == 0
+    assert value(samples, "google_stt_audio_seconds_total") == 8.0      # 7 from the dead one

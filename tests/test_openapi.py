@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from audio_samples import tone, wav
 from conftest import KEY
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
+from ovos_stt_plugin_google_apikey.contract import AUDIO_FILE_TYPES
 from ovos_stt_plugin_google_apikey.server import create_app
 from test_server import running
 
@@ -46,8 +47,9 @@ def test_every_route_is_described_with_what_it_reads(engine):
     assert set(paths) == {"/stt", "/stt/json", "/lang_detect", "/status", "/metrics"}
     stt = paths["/stt"]["post"]
     assert {p["name"] for p in stt["parameters"]} == {"lang", "sample_rate", "sample_width"}
-    assert set(stt["requestBody"]["content"]) == {"audio/wav", "audio/flac", "audio/ogg",
-                                                   "application/octet-stream", "multipart/form-data"}
+    assert set(stt["requestBody"]["content"]) == {"audio/wav", "audio/flac", "audio/ogg", "audio/aiff",
+                                                   "audio/mpeg", "application/octet-stream",
+                                                   "multipart/form-data"}
     form = stt["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert form["required"] == ["audio"] and set(form["properties"]) == {"audio", "lang"}
     detect = paths["/lang_detect"]["post"]
@@ -80,6 +82,7 @@ def test_with_a_token_the_schema_declares_it_and_docs_stay_open(engine):
     for path, method in {**STT_ROUTES, "/metrics": "get"}.items():
         assert schema["paths"][path][method]["security"] == [{"HTTPBearer": []}]
     assert "security" not in schema["paths"]["/status"]["get"]
+    assert "WWW-Authenticate" in schema["paths"]["/metrics"]["get"]["responses"]["401"]["headers"]
 
 
 def test_the_token_is_still_checked_by_the_server_not_by_the_declaration(engine, fake):
@@ -139,7 +142,7 @@ def token_app(fake_server):
 
 
 if schemathesis is not None:
-    schemathesis.serializer.alias(["audio/wav", "audio/flac", "audio/ogg"], "application/octet-stream")
+    schemathesis.serializer.alias(AUDIO_FILE_TYPES, "application/octet-stream")
     # The schema a token-protected app serves. schemathesis sends no token: every route but
     # /status must refuse with the 401 its schema declares.
     TOKEN_SCHEMA = schemathesis.openapi.from_asgi("/openapi.json", create_app(None, token=TOKEN))

@@ -185,7 +185,7 @@ def _alternative(alt: Any) -> Alternative:
     text = alt.get("transcript", "")
     if not isinstance(text, str):
         raise _shape("a transcript is not a string")
-    return Alternative(text, _confidence(alt.get("confidence")))
+    return Alternative(_unicode(text), _confidence(alt.get("confidence")))
 
 
 def _confidence(value: Any) -> Optional[float]:
@@ -198,9 +198,19 @@ def _confidence(value: Any) -> Optional[float]:
             return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if not math.isfinite(value) or not 0 < value <= 1:
+    if not 0 < value <= 1:        # False for NaN; exact for whole numbers of any size
         return None
     return float(value)
+
+
+def _unicode(text: str) -> str:
+    """``text`` with any lone surrogate ("\\ud800" is valid JSON, not valid UTF-8) as U+FFFD,
+    so that it can be printed, logged and sent on."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _language(value: Any) -> Optional[str]:
@@ -250,7 +260,7 @@ def _field(value: Any, secrets: Sequence[str]) -> str:
     """A string field of an error answer, safe to show: else ""."""
     if not isinstance(value, str):
         return ""
-    return errors.scrub(value, secrets)[:MAX_FIELD_CHARS]
+    return _unicode(errors.scrub(value, secrets))[:MAX_FIELD_CHARS]
 
 
 def _classify(status: int, reason: str, message: str) -> Type[errors.APIError]:

@@ -223,6 +223,49 @@ def test_detect_language_with_an_infinite_confidence(engine, server, fake):
     assert reply.status_code == 200 and reply.json() == {"lang": "pt-PT", "conf": 0.5}
 
 
+HUGE = "1" + "0" * 400                    # a whole number no float can hold
+
+
+@pytest.mark.parametrize("route", ["/stt", "/stt?lang=auto", "/lang_detect?valid_langs=en-US,pt-PT"])
+def test_a_confidence_too_large_for_a_float_is_ignored(fake, route):
+    fake.valid_keys = {KEY}
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "timeout": TIMEOUT,
+                              "auto_languages": ["en-US", "pt-PT"]})
+    answer = ('{"results": [{"alternatives": [{"transcript": "hi", "confidence": %s}], '
+              '"languageCode": "pt-pt"}]}' % HUGE)
+    try:
+        fake.script(Fault.answer(200, answer))
+        assert engine.transcribe(SPEECH) == [("hi", 1.0)]        # unknown: OVOS's 1.0 for the top
+        fake.script(Fault.answer(200, answer))
+        assert engine.detect_language(SPEECH, ["en-US", "pt-PT"]) == ("pt-PT", 0.5)
+        with TestClient(create_app(engine)) as client:
+            fake.script(Fault.answer(200, answer))
+            reply = client.post(route, content=wav(SPEECH))
+        assert reply.status_code == 200, reply.text
+    finally:
+        engine.shutdown()
+
+
+def test_lone_surrogates_from_the_endpoint_are_replaced_not_a_500(engine, server, fake):
+    # "\ud800" is valid JSON but no valid UTF-8: it must not reach an encoder as it is.
+    transcript = '{"results": [{"alternatives": [{"transcript": "hi \\ud800 there"}]}]}'
+    fake.script(Fault.answer(200, transcript))
+    assert engine.execute(SPEECH) == "hi \ufffd there"
+    for route in ("/stt", "/stt/json"):
+        fake.script(Fault.answer(200, transcript))
+        body = {"json": {"audio_b64": __import__("base64").b64encode(wav(SPEECH)).decode()}} \
+            if route == "/stt/json" else {"content": wav(SPEECH)}
+        reply = server.post(route, **body)
+        assert reply.status_code == 200 and "hi \ufffd there" in reply.text, reply.text
+    error = '{"error": {"code": 400, "message": "bad \\udc00 audio", "status": "INVALID_ARGUMENT"}}'
+    fake.script(Fault.answer(400, error))
+    with pytest.raises(errors.RequestRejectedError, match="bad \ufffd audio"):
+        engine.execute(SPEECH)
+    fake.script(Fault.answer(400, error))
+    reply = server.post("/stt", content=wav(SPEECH))
+    assert reply.status_code == 502 and "bad \ufffd audio" in reply.text
+
+
 # ------------------------------------------------------------------------ retry hints
 
 @pytest.mark.parametrize("header", ["1e308", "inf", "nan", "-1", "soon", "9" * 400, "1e308s",

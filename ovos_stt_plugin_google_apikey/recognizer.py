@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Set
@@ -24,6 +25,7 @@ CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
 LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes
 MAX_CANDIDATES = 32            # 8 parallel requests at most for one detection
 BODY_OVERHEAD = 4096           # JSON around the base64 audio, generously
+SHUT_DOWN = "the Google STT engine was shut down; create a new one"
 
 Progress = Callable[[int, int], None]
 
@@ -41,10 +43,19 @@ class Recognizer:
         self._candidates = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-lang")
         self._no_model: Set[str] = set()        # languages the configured model refused
         self._lock = threading.Lock()
+        self._submitted: "weakref.WeakSet[Future[Transcript]]" = weakref.WeakSet()
 
     def close(self) -> None:
-        for pool in (self._parts, self._candidates):     # running requests end by their deadline
-            pool.shutdown(wait=True, cancel_futures=True)
+        pools = (self._parts, self._candidates)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        # A future the shutdown cancelled does not wake a wait() on it by itself: notify them,
+        # so a call waiting for its parts raises ClosedError now (_gather).
+        for future in list(self._submitted):
+            if future.cancelled():
+                future.set_running_or_notify_cancel()
+        for pool in pools:                   # running requests end by their deadline
+            pool.shutdown(wait=True)
         self.client.close()
 
     def recognize(self, pcm: audio_mod.PCM, languages: Sequence[str],
@@ -142,13 +153,14 @@ class Recognizer:
             return Transcript((), language, _billed(parts))
         return Transcript((Alternative(" ".join(texts), confidence),), language, _billed(parts))
 
-    @staticmethod
-    def _submit(pool: ThreadPoolExecutor, fn: Callable[..., Transcript],
+    def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., Transcript],
                 *args: object) -> "Future[Transcript]":
         try:
-            return pool.submit(fn, *args)
+            future = pool.submit(fn, *args)
         except RuntimeError as exc:          # the pool was shut down
-            raise ClosedError("the Google STT engine was shut down; create a new one") from exc
+            raise ClosedError(SHUT_DOWN) from exc
+        self._submitted.add(future)
+        return future
 
     @property
     def model_refused_for(self) -> Set[str]:
@@ -171,6 +183,10 @@ def _gather(futures: List["Future[Transcript]"], pieces: Optional[List[audio_mod
             start = sum(p.duration for p in pieces[:index])
             raise _with_prefix(exc, f"part {index + 1} of {len(pieces)} "
                                     f"({start:.0f}-{start + pieces[index].duration:.0f} s) failed: ")
+    if any(future.cancelled() for future in futures):      # only close() cancels before this
+        for other in futures:
+            other.cancel()
+        raise ClosedError(SHUT_DOWN)
     if pending:
         for other in pending:
             other.cancel()

@@ -332,6 +332,37 @@ def test_after_shutdown_calls_raise_our_error(fake):
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("call", ["long", "detect"])
+def test_shutdown_during_a_call_ends_it_with_our_error(fake, call):
+    """Parts and candidate groups still queued when the engine shuts down: the call ends with
+    ClosedError once the running requests end (was: waited forever, or a DeadlineError)."""
+    fake.valid_keys = {KEY}
+    fake.delay = 1.0
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "timeout": 10,
+                              "max_workers": 1})
+    candidates = ["en-US", "pt-PT", "es-ES", "fr-FR", "de-DE", "it-IT", "nl-NL", "pl-PL", "sv-SE"]
+    run = {"long": lambda: engine.execute(tone(170.0)),               # 4 parts, one at a time
+           "detect": lambda: engine.detect_language(SPEECH, candidates)}[call]
+    outcome: list = []
+
+    def caller():
+        try:
+            outcome.append(run())
+        except Exception as exc:          # noqa: BLE001 - the type is what is checked
+            outcome.append(exc)
+
+    thread = __import__("threading").Thread(target=caller)
+    thread.start()
+    deadline = __import__("time").monotonic() + 10
+    while not fake.requests and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)     # until the first request is at the fake, the rest queued
+    engine.shutdown()
+    thread.join(15)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], errors.ClosedError), outcome
+    assert len([r for r in fake.requests if r.method == "POST"]) == 1, [(r.method, r.path) for r in fake.requests]
+
+
 # ------------------------------------------------------------------ anything at all
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -1,11 +1,12 @@
 """The one reader of the plugin's settings: mycroft.conf section, then environment."""
 from __future__ import annotations
 
+import base64
 import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .log import ModuleLog
@@ -67,7 +68,11 @@ class Settings:
     def secrets(self) -> Tuple[str, ...]:
         """What must never be shown: the key and the endpoint's password (the user name is
         redacted from the endpoint shown, but not hunted in free text, where it may be a word)."""
-        found = [self.key, urlsplit(self.endpoint).password or ""]
+        parts = urlsplit(self.endpoint)
+        found = [self.key, parts.password or ""]
+        if parts.password:      # as sent: Authorization: Basic base64(user:password), e.g. echoed by a proxy
+            pair = f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+            found.append(base64.b64encode(pair.encode("latin-1", "replace")).decode("ascii"))
         return tuple(s for s in found if len(s) >= 3)
 
     def __repr__(self) -> str:
@@ -179,14 +184,16 @@ def _key(value: Any, source: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any user:password replaced by ***."""
+    """``url`` with any user:password, query and fragment replaced by *** (Google's own docs
+    show the key as ``?key=``)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<an unparsable URL>"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+    return urlunsplit(parts._replace(query="***" if parts.query else "",
+                                     fragment="***" if parts.fragment else ""))
 
 
 def _endpoint(value: Any) -> str:
@@ -205,8 +212,10 @@ def _endpoint(value: Any) -> str:
         port = parts.port
     except ValueError as exc:       # "[::1" or a port that is not 0-65535
         raise ConfigError(f"{allowed}; got {shown!r} ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or "?" in value or "#" in value:
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ConfigError(f"{allowed}, with no query or fragment (the key belongs in 'key' or "
+                          f"GOOGLE_STT_API_KEY, and is sent in a header); got {shown!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{allowed}; got {shown!r}")
     if port == 0:
         raise ConfigError(f"'endpoint' has port 0; give a port from 1 to 65535; got {shown!r}")

@@ -171,6 +171,40 @@ def test_endpoint_credentials_are_used_but_shown_nowhere(fake, leaks):
     leaks += exposed(info.value)
 
 
+@pytest.mark.parametrize("endpoint", [
+    f"https://speech.googleapis.com/v1/speech:recognize?key={KEY}",       # as Google's docs write it
+    f"https://speech.googleapis.com/#key={KEY}", f"http://[::1?key={KEY}"])
+def test_an_endpoint_carrying_the_key_is_refused_without_showing_it(endpoint, leaks):
+    with pytest.raises(errors.ConfigError) as info:
+        GoogleAPIKeySTT({"key": KEY, "endpoint": endpoint})
+    leaks += exposed(info.value)
+
+
+def test_endpoint_credentials_echoed_as_basic_auth_show_nowhere(fake, leaks, caplog):
+    # A proxy refusing the request may echo the Authorization header it got.
+    fake.valid_keys = {KEY}
+    endpoint = fake.endpoint.replace("http://", f"http://user:{PASSWORD}@")
+    basic = __import__("base64").b64encode(f"user:{PASSWORD}".encode()).decode()
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": endpoint, "lang": "en-US", "timeout": TIMEOUT,
+                              "retries": 0})
+    echo = json.dumps({"error": {"code": 403, "message": f"proxy auth Basic {basic} refused",
+                                 "status": "PERMISSION_DENIED"}})
+    try:
+        fake.script(Fault.answer(403, echo))
+        with pytest.raises(errors.APIError) as info:
+            engine.execute(SPEECH)
+        assert "proxy auth Basic *** refused" in str(info.value)
+        leaks += exposed(info.value)
+        with TestClient(create_app(engine)) as client:
+            fake.script(Fault.answer(403, echo))
+            reply = client.post("/stt", content=wav(SPEECH))
+            assert reply.status_code == 502
+            leaks += server_texts(reply)
+    finally:
+        engine.shutdown()
+    assert not any(basic in str(text) for text in [*leaks, caplog.text])
+
+
 # ------------------------------------------------------------------ broken and mistyped JSON
 
 @pytest.mark.parametrize("body", [

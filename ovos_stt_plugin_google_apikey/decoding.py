@@ -28,13 +28,19 @@ MPEG_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg")
 # curl labels -d and --data-binary bodies alike as a form, so the hint cannot tell them apart.
 FORM_HINT = ("the body is not an audio file (it came form-encoded, as curl labels -d and "
              "--data-binary bodies; -d also strips a file's newlines): send an audio file with "
-             "`curl --data-binary @file` or `curl -F audio=@file`")
+             "`curl --data-binary @file` or `curl -F audio=@file`; raw 16-bit PCM with "
+             "?sample_rate=16000&sample_width=2; an MP3 without an ID3 tag with "
+             "-H 'Content-Type: audio/mpeg'")
 INSTALL_HINT = "pip install 'ovos-stt-plugin-google-apikey[flac]'"
 # Signatures of files that are not audio we read, so they are not taken for raw PCM.
 FOREIGN = {b"\x89PNG": "a PNG image", b"%PDF": "a PDF document", b"PK\x03\x04": "a zip archive",
            b"GIF8": "a GIF image", b"\xff\xd8\xff": "a JPEG image", b"\x1f\x8b": "gzip data",
            b"\x1a\x45\xdf\xa3": "WebM/Matroska (not read here)", b"#!AMR": "AMR audio (not read here)"}
-SOUNDFILE_KINDS = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3"}
+SOUNDFILE_KINDS = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3",
+                   # what recorders and sox also write; libsndfile reads them
+                   b"RF64": "RF64", b"riff.\x91\xcf\x11": "Wave64", b".snd": "AU", b"caff": "CAF",
+                   b"NIST_1A": "NIST SPHERE"}
+MAX_VALUES_PER_SECOND = 48000 * 2    # the budget's samples per second: 48 kHz stereo
 BLOCK_FRAMES = 32768          # frames decoded at a time: ~1 MB even at 32 channels
 TEXT_PROBE = 1024             # bytes looked at to tell text from PCM
 
@@ -48,6 +54,14 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
     """
     media = (content_type or "").split(";")[0].strip().lower()
     raw_declared = sample_rate is not None or sample_width is not None
+    if data[:4] == b"RIFF" and len(data) >= 12 and data[8:12] != b"WAVE":    # WebP, AVI, ...
+        form = data[8:12].decode("latin-1")
+        named = f"a RIFF {form!r} file" if form.isalnum() else "a RIFF file"
+        raise UnsupportedAudioError(f"the body is {named}, not WAV audio; send {ACCEPTED}")
+    foreign = next((name for magic, name in FOREIGN.items()
+                    if data.startswith(magic) and (len(magic) >= 4 or not raw_declared)), None)
+    if foreign:                # a short signature can also be the first samples of declared PCM
+        raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
     kind = sniff(data, mpeg_labelled=media in MPEG_TYPES)
     if kind is not None:
         try:
@@ -61,15 +75,12 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
                 raise UnsupportedAudioError(f"{FORM_HINT} ({exc})") from exc
             raise
     if not raw_declared:
-        foreign = next((name for magic, name in FOREIGN.items() if data.startswith(magic)), None)
-        if foreign:
-            raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
         if media == FORM:
             raise UnsupportedAudioError(FORM_HINT)
         if media and not (media.startswith("audio/") or media == "application/octet-stream"):
             raise UnsupportedAudioError(f"a {media} body is not audio; send {ACCEPTED}")
-    return from_raw(data, sample_rate or audio_mod.RAW_RATE, sample_width or audio_mod.RAW_WIDTH,
-                    max_seconds)
+    return from_raw(data, audio_mod.RAW_RATE if sample_rate is None else sample_rate,
+                    audio_mod.RAW_WIDTH if sample_width is None else sample_width, max_seconds)
 
 
 def sniff(data: bytes, mpeg_labelled: bool = False) -> Optional[str]:
@@ -122,9 +133,13 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
         with _forward_only(soundfile)(io.BytesIO(data)) as sound:
             rate, channels, declared = int(sound.samplerate), int(sound.channels), int(sound.frames)
             audio_mod.PCM(b"", rate, 2, channels)                   # a plausible format, or AudioError
-            limit = None if max_seconds is None else int(max_seconds * rate)
+            # The work of decoding follows samples, not seconds: a budget of max_seconds at
+            # 48 kHz stereo also bounds a file of 655 kHz and 8 channels.
+            limit = None if max_seconds is None else int(min(max_seconds * rate,
+                                                             max_seconds * MAX_VALUES_PER_SECOND / channels))
             if limit is not None and 0 < declared < 2 ** 62:        # 2**63-1: length unknown
                 check_duration(declared / rate, max_seconds)
+                _check_values(declared, channels, max_seconds)
             # Above Google's rates, resampled block by block: 120 s at 384 kHz would be 92 MB.
             target = rate if rate <= audio_mod.GOOGLE_MAX_RATE else audio_mod.FALLBACK_RATE
             decoded, total, state = bytearray(), 0, None
@@ -134,6 +149,7 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
                     break
                 total += len(block)
                 if limit is not None and total > limit:
+                    _check_values(total, channels, max_seconds)
                     raise AudioTooLongError(f"the audio lasts more than {max_seconds:g} s, "
                                             f"the limit")
                 mono = audio_mod.mix_to_mono(block.tobytes(), channels)
@@ -145,6 +161,12 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
     except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
         raise AudioError(f"cannot decode the {kind} audio: {exc}") from exc   # LibsndfileError is a RuntimeError
     return audio_mod.PCM(bytes(decoded), target, 2, 1)
+
+
+def _check_values(frames: int, channels: int, max_seconds: Optional[float]) -> None:
+    if max_seconds is not None and frames * channels > max_seconds * MAX_VALUES_PER_SECOND:
+        raise AudioTooLongError(f"the audio holds more samples than {max_seconds:g} s of 48 kHz "
+                                f"stereo, the limit ({channels} channels)")
 
 
 def check_duration(seconds: float, max_seconds: Optional[float]) -> None:
@@ -185,8 +207,14 @@ def _mpeg_frame_header(head: bytes) -> bool:
 
 
 def _is_text(head: bytes) -> bool:
-    """UTF-8 text with no control characters but tab and newlines (PCM never is: its quiet
-    samples hold NUL and 0xFF bytes)."""
+    """Text: UTF-16 with its byte order mark, UTF-8 with no control characters but tab and
+    newlines, or bytes nearly all printable ASCII (Windows-1252, Latin-1). PCM never is: its
+    quiet samples hold NUL and 0xFF bytes, its loud ones any byte."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    printable = sum(1 for byte in head if 32 <= byte < 127 or byte in b"\t\n\r")
+    if len(head) >= 64 and printable >= 0.95 * len(head):
+        return True
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:

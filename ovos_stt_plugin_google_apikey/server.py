@@ -168,10 +168,13 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
         return JSONResponse({"text": transcript.text, "lang": job.lang})
 
     async def lang_detect_route(job: _Job) -> Response:
-        valid = [parse_lang(v.strip()) for v in job.request.query_params.get("valid_langs", "").split(",")]
-        valid = [v for v in valid if v]
+        given = ",".join(job.request.query_params.getlist("valid_langs"))   # repeated or listed
+        valid = [v for v in (parse_lang(v.strip()) for v in given.split(",")) if v]
         if not valid:
             raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
+        if "auto" in valid:
+            raise Refusal(400, "valid_langs names the languages to choose from, e.g. en-US,pt-PT; "
+                               "'auto' is not one")
         pcm, _ = await read_audio(job.request, default_lang, max_audio_seconds)
         job.seconds = pcm.duration
         if len(valid) == 1:              # nothing to choose from (as the launcher does), audio read

@@ -24,6 +24,7 @@ DEFAULT_MAX_AUDIO_SECONDS = 120.0
 # A BCP-47-like tag (en-US, cmn-Hans-CN, pt_BR) or "auto"; anything else is a 400.
 LANG_TAG = re.compile(r"auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 MAX_LANG_CHARS = 35
+NO_WHITESPACE = str.maketrans("", "", " \t\r\n")
 
 
 class Refusal(Exception):
@@ -89,7 +90,8 @@ def _json_audio(body: bytes, default_lang: Optional[str],
     if not isinstance(payload, dict) or not isinstance(payload.get("audio_b64"), str):
         raise Refusal(400, "the body must be a JSON object with 'audio_b64' (base64 audio)")
     try:
-        data = base64.b64decode(payload["audio_b64"], validate=True)
+        # `base64 file` wraps its lines at 76 characters: white space is not data
+        data = base64.b64decode(payload["audio_b64"].translate(NO_WHITESPACE), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise Refusal(400, f"'audio_b64' is not valid base64: {exc}") from exc
     lang = payload.get("lang")

@@ -111,7 +111,8 @@ def test_to_wav_round_trips():
 
 @pytest.mark.parametrize("data,message", [
     (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a readable WAV"),
-    (b"RIFF" + b"\xff" * 40, "not a readable WAV"),
+    (b"RIFF" + b"\xff" * 40, "not WAV audio; send WAV"),          # a RIFF form that is not WAVE
+    (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "RIFF 'WEBP' file, not WAV audio"),
 ])
 def test_broken_wav_is_an_audio_error(data, message):
     with pytest.raises(AudioError, match=message):

@@ -249,3 +249,76 @@ def test_recorder_wavs_are_transcribed(url, fake, name, body, heard):
     reply = post(url, data=body, headers={"Content-Type": "audio/wav"})
     assert (reply.status_code, reply.text) == (200, heard), name
     assert fake.requests[-1].json["config"]["encoding"] == "LINEAR16"
+
+
+# ---------------------------------------------------------------- found by an attacker's audit
+
+def test_a_flac_of_absurd_rate_and_channels_is_cut_off_by_its_samples(url, fake):
+    """655 kHz, 8 channels, length unknown: the budget counts samples (48 kHz stereo's worth),
+    so it is refused after decoding ~3 s of it rather than 120 s (7 s of CPU before)."""
+    rate, channels = 655350, 8
+    buffer = io.BytesIO()
+    with soundfile.SoundFile(buffer, "w", rate, channels, format="FLAC", subtype="PCM_16") as out:
+        block = np.zeros((rate, channels), dtype=np.int16)
+        for _ in range(130):
+            out.write(block)
+    blob = bytearray(buffer.getvalue())
+    blob[18:26] = (int.from_bytes(blob[18:26], "big") & ~((1 << 36) - 1)).to_bytes(8, "big")
+    reply = post(url, data=bytes(blob))
+    assert reply.status_code == 413 and "more samples than 120 s of 48 kHz stereo" in reply.text
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("fmt", ["RF64", "W64", "AU", "CAF", "NIST"])
+def test_other_containers_recorders_write_are_decoded(url, fake, fmt):
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.frombuffer(tone(1.0, 22050), "<i2"), 22050, format=fmt, subtype="PCM_16")
+    reply = post(url, data=buffer.getvalue())                     # no Content-Type: by its header
+    assert (reply.status_code, reply.text) == (200, "audio 1.00 seconds at 22050 hertz")
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    # Windows-1252 text: nearly all printable ASCII (PCM never is: its quiet samples are NUL
+    # or 0xFF bytes); text that is mostly accented letters is not caught by this rule.
+    ({"data": ("Notes from Tuesday: the caf\xe9 opens at nine, the d\xe9cor is done. " * 20).encode("cp1252")},
+     "text, not audio"),
+    ({"data": ("hello world " * 40).encode("utf-16")}, "text, not audio"),
+    ({"data": b"\x89PNG\r\n\x1a\n" + bytes(200), "params": {"sample_rate": 16000}}, "a PNG image"),
+    ({"data": b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(100)}, "RIFF 'WEBP' file, not WAV audio"),
+])
+def test_more_that_is_not_audio_is_415(url, fake, kwargs, says):
+    reply = post(url, **kwargs)
+    assert reply.status_code == 415 and says in reply.text, reply.text
+    assert fake.requests == []
+
+
+def test_raw_pcm_parameters_of_zero_are_refused_not_taken_as_defaults(url, fake):
+    for params in ({"sample_rate": 0}, {"sample_width": 0}):
+        reply = post(url, data=tone(0.5), params=params)
+        assert reply.status_code == 400 and "not" in reply.text, (params, reply.text)
+    reply = post(url, "/stt/json", json={"audio_b64": base64.b64encode(tone(0.5)).decode(), "sample_rate": 0})
+    assert reply.status_code == 400
+    assert fake.requests == []
+
+
+def test_the_form_hint_says_how_to_send_raw_pcm(url, fake):
+    reply = post(url, data=tone(0.5), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 415 and "?sample_rate=16000&sample_width=2" in reply.text
+    assert fake.requests == []
+
+
+def test_lang_detect_candidates_are_languages_and_may_be_repeated(url, fake):
+    auto = post(url, "/lang_detect", params={"valid_langs": "auto,en-US"}, data=SPEECH)
+    assert auto.status_code == 400 and "'auto' is not one" in auto.json()["error"]
+    assert fake.requests == []
+    both = post(url, "/lang_detect", params=[("valid_langs", "en-US"), ("valid_langs", "pt-PT")], data=SPEECH)
+    assert both.status_code == 200
+    sent = fake.requests[-1].json["config"]
+    assert (sent["languageCode"], sent["alternativeLanguageCodes"]) == ("en-US", ["pt-PT"])
+
+
+def test_stt_json_takes_base64_wrapped_in_lines(url, fake):
+    wrapped = base64.encodebytes(SPEECH).decode()                 # what `base64 file` prints
+    assert "\n" in wrapped.strip()
+    reply = post(url, "/stt/json", json={"audio_b64": wrapped})
+    assert reply.status_code == 200 and reply.json()["text"] == HEARD

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 from . import audio as audio_mod
 from . import encoders
 from .client import SpeechClient
-from .errors import (APIError, AudioError, ClosedError, DeadlineError, GoogleSTTError,
+from .errors import (APIError, AudioError, ClosedError, GoogleSTTError,
                      ModelNotSupportedError)
 from .log import ModuleLog
 from .settings import Settings
@@ -86,7 +86,8 @@ class Recognizer:
         """One piece in whichever candidate language Google hears best (``.language``).
 
         One ``timeout`` from this call bounds it all: waiting for a worker, every request and
-        retry. Raises DeadlineError past it.
+        retry; only the time an upload keeps moving is added, as for any request (a group that
+        starts after the deadline fails at once). Raises DeadlineError past it.
         """
         deadline = time.monotonic() + self.settings.timeout
         if len(languages) > MAX_CANDIDATES:
@@ -97,7 +98,7 @@ class Recognizer:
             return self.recognize_piece(pcm, groups[0][0], groups[0][1:], deadline)
         futures = [self._submit(self._candidates, self.recognize_piece, pcm, g[0], g[1:], deadline)
                    for g in groups]
-        transcripts = _gather(futures, deadline=deadline, timeout=self.settings.timeout)
+        transcripts = _gather(futures)
         return replace(max(transcripts, key=_score), billed_seconds=_billed(transcripts))
 
     def recognize_piece(self, pcm: audio_mod.PCM, language: str,
@@ -125,7 +126,9 @@ class Recognizer:
             with self._lock:
                 self._no_model.add(language)
             body["config"].pop("model")
-            answer = self.client.recognize(body, deadline)
+            # A timeout of its own: the refused request's upload may have used this one's
+            # (once per language: the refusal is remembered).
+            answer = self.client.recognize(body, time.monotonic() + self.settings.timeout)
         transcript = parse_response(answer)
         return Transcript(transcript.alternatives, _match(transcript.language, language, alternatives),
                           transcript.billed_seconds)
@@ -167,12 +170,11 @@ class Recognizer:
         return set(self._no_model)
 
 
-def _gather(futures: List["Future[Transcript]"], pieces: Optional[List[audio_mod.PCM]] = None,
-            deadline: Optional[float] = None, timeout: float = 0.0) -> List[Transcript]:
-    """Results in order; on the first failure, or at ``deadline``, cancel what has not started
-    and raise (DeadlineError at the deadline; the running requests end by it too)."""
-    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-    _, pending = wait(futures, timeout=remaining, return_when=FIRST_EXCEPTION)
+def _gather(futures: List["Future[Transcript]"],
+            pieces: Optional[List[audio_mod.PCM]] = None) -> List[Transcript]:
+    """Results in order; on the first failure cancel what has not started and raise. Each
+    request ends by its own deadline, so this wait does too."""
+    wait(futures, return_when=FIRST_EXCEPTION)
     for index, future in enumerate(futures):
         if future.done() and not future.cancelled() and future.exception() is not None:
             for other in futures:
@@ -187,10 +189,6 @@ def _gather(futures: List["Future[Transcript]"], pieces: Optional[List[audio_mod
         for other in futures:
             other.cancel()
         raise ClosedError(SHUT_DOWN)
-    if pending:
-        for other in pending:
-            other.cancel()
-        raise DeadlineError(f"no answer from Google within the {timeout:g} s timeout")
     return [f.result() for f in futures]
 
 

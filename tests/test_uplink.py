@@ -100,3 +100,30 @@ def test_a_stalled_upload_is_retried_within_its_retries():
         finally:
             engine.shutdown()
         assert fake.connections == 2       # the stalled connection was dropped, a new one tried
+
+
+def test_detection_over_several_groups_is_not_cut_while_its_uploads_move():
+    # Five candidates are two requests of the same 10 s (~430 KB each): ~3.4 s apiece at
+    # 1 Mbit/s, past the 2 s timeout, which starts once each upload has arrived.
+    with FakeGoogle(valid_keys=(KEY,), read_rate_bps=ONE_MBIT) as fake:
+        engine = engine_for(fake, timeout=2)
+        try:
+            lang, _ = engine.detect_language(tone(10.0), ["en-US", "pt-PT", "es-ES", "fr-FR", "de-DE"])
+        finally:
+            engine.shutdown()
+        uploads = [len(r.body) / ONE_MBIT for r in fake.requests]
+    assert lang in ("en-US", "fr-FR")        # the first candidate of each group, as the fake hears
+    assert len(uploads) == 2 and min(uploads) > 2
+
+
+def test_the_retry_without_a_refused_model_gets_its_own_timeout():
+    # The refused request's 3.4 s upload used up the 2 s timeout counted from its start; the
+    # retry without the model is not failed for it.
+    with FakeGoogle(valid_keys=(KEY,), read_rate_bps=ONE_MBIT) as fake:
+        fake.unsupported_models = {("latest_short", "en-us")}
+        engine = engine_for(fake, timeout=2)
+        try:
+            assert engine.execute(tone(10.0)) == "audio 10.00 seconds at 16000 hertz"
+        finally:
+            engine.shutdown()
+        assert ["model" in r.json["config"] for r in fake.requests] == [True, False]

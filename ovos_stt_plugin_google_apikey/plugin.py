@@ -113,7 +113,16 @@ class GoogleAPIKeySTT(STT):
         Candidates: ``valid_langs``, else ``auto_languages``. Google reports no language
         confidence; the transcript's is used (0.5 when Google gives none, 0.0 for no speech).
         """
-        given = list(dict.fromkeys(valid_langs or self.settings.auto_languages))
+        if isinstance(valid_langs, str):         # one tag, not its letters
+            valid_langs = [valid_langs]
+        try:
+            candidates = list(valid_langs or self.settings.auto_languages)
+        except TypeError:
+            candidates = [valid_langs]
+        if any(not isinstance(tag, str) or not tag for tag in candidates):
+            raise ConfigError(f"candidate languages must be tags such as en-US; got "
+                              f"{valid_langs!r:.200}")
+        given = list(dict.fromkeys(candidates))
         if not given:
             raise ConfigError("no candidate languages: pass valid_langs or set 'auto_languages'")
         if len(given) == 1:
@@ -135,6 +144,8 @@ class GoogleAPIKeySTT(STT):
 
     def google_language(self, lang: Optional[str] = None) -> str:
         """The Google tag for ``lang`` (or the configured/OVOS language)."""
+        if lang is not None and not isinstance(lang, str):
+            raise ConfigError(f"the language must be a tag such as en-US; got {lang!r:.100}")
         if not lang or lang == "auto":
             lang = self.settings.lang or self.lang
         return to_google(lang)

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 from . import audio as audio_mod
 from . import encoders
 from .client import SpeechClient
-from .errors import (APIError, AudioError, ClosedError, GoogleSTTError,
+from .errors import (APIError, AudioError, ClosedError, ConfigError, GoogleSTTError,
                      ModelNotSupportedError)
 from .log import ModuleLog
 from .settings import Settings
@@ -91,7 +91,7 @@ class Recognizer:
         """
         deadline = time.monotonic() + self.settings.timeout
         if len(languages) > MAX_CANDIDATES:
-            raise AudioError(f"at most {MAX_CANDIDATES} candidate languages; got {len(languages)}")
+            raise ConfigError(f"at most {MAX_CANDIDATES} candidate languages; got {len(languages)}")
         groups = [list(languages[i:i + LANGS_PER_REQUEST])
                   for i in range(0, len(languages), LANGS_PER_REQUEST)]
         if len(groups) == 1:

@@ -433,3 +433,15 @@ def test_any_answer_is_a_transcript_or_our_error_and_never_a_500(engine, server,
     fake.script(*[Fault.answer(status, body, headers)] * 4)
     reply = server.post("/lang_detect?valid_langs=en-US,pt-PT", content=wav(SPEECH))
     assert reply.status_code in (200, 502, 503, 504), reply.text
+
+
+def test_callers_passing_the_wrong_types_get_our_error(engine, fake):
+    for call in (lambda: engine.execute(SPEECH, 5), lambda: engine.transcribe(SPEECH, b"en"),
+                 lambda: engine.detect_language(SPEECH, [5, "en-US"]),
+                 lambda: engine.detect_language(SPEECH, 5),
+                 lambda: engine.detect_language(SPEECH, [["en-US"], "pt-PT"]),
+                 lambda: engine.detect_language(SPEECH, [f"en-{n}" for n in range(33)])):
+        with pytest.raises(errors.ConfigError):
+            call()
+    assert engine.detect_language(SPEECH, "pt-PT") == ("pt-PT", 1.0)     # one tag, not 5 letters
+    assert fake.requests == []

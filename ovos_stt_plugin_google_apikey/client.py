@@ -229,6 +229,13 @@ class SpeechClient:
                 f"cannot reach {self.endpoint_shown}: {_describe(exc)}", self._secrets))
         finally:
             timeouts.end()
+        if any(w.fired for w in watchdogs):     # the answer was cut off at the deadline
+            return errors.DeadlineError(
+                f"no answer from Google within the {self.settings.timeout:g} s timeout")
+        if status < 200 or 200 < status < 300:
+            return errors.UnavailableError(
+                f"{self.endpoint_shown} answered {status}, which Google's speech:recognize never "
+                "does; a proxy or another server may be in the way", status=status)
         try:
             data = json.loads(content)
         except (ValueError, RecursionError):    # RecursionError: JSON nested too deep

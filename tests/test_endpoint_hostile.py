@@ -445,3 +445,46 @@ def test_callers_passing_the_wrong_types_get_our_error(engine, fake):
             call()
     assert engine.detect_language(SPEECH, "pt-PT") == ("pt-PT", 1.0)     # one tag, not 5 letters
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("status", [101, 201, 204])
+def test_a_status_google_never_sends_is_unavailable_not_advice_about_the_audio(engine, fake, status):
+    fake.script(*[Fault.answer(status, "{}")] * 2)
+    with pytest.raises(errors.UnavailableError, match=f"answered {status}, which Google"):
+        engine.execute(SPEECH)
+
+
+def test_a_header_block_that_never_ends_is_a_deadline(leaks):
+    import socket
+    import threading
+    import time as clock
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(5)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            try:
+                while not stop.wait(0.1):
+                    conn.sendall(b"X-Still: coming\r\n")        # headers, never their end
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": f"http://127.0.0.1:{listener.getsockname()[1]}",
+                              "lang": "en-US", "timeout": 1, "retries": 0})
+    try:
+        started = clock.monotonic()
+        with pytest.raises(errors.DeadlineError):
+            engine.execute(SPEECH)
+        assert clock.monotonic() - started < 30          # ended by the deadline, not by the test
+    finally:
+        stop.set()
+        engine.shutdown()
+        listener.close()

@@ -2,7 +2,8 @@
 for raw PCM, and decoding that stops as soon as the budget is passed.
 
 The rule (README, "What counts as audio"): a body that starts with a file header (WAV, FLAC,
-Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg) is that file. Anything
+Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg or followed by a
+Xing/Info tag) is that file. Anything
 else is raw PCM (little-endian, signed, mono) only when the request says so or could: a
 ``sample_rate`` / ``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
 ``application/octet-stream``. Raw PCM must hold whole samples and not be text.
@@ -87,11 +88,12 @@ def sniff(data: bytes, mpeg_labelled: bool = False) -> Optional[str]:
     """"WAV", "FLAC", "Ogg", "AIFF" or "MP3" by the file's first bytes; None for anything else.
 
     An MP3 without an ID3 tag starts with a frame header, which raw PCM can too (a loud first
-    sample, and mpg123 "decodes" such PCM into silence): that counts only when labelled MPEG."""
+    sample, and mpg123 "decodes" such PCM into silence): that counts only when labelled MPEG or
+    followed by the Xing/Info tag encoders write (libsndfile and LAME do)."""
     if data[:4] == b"RIFF":
         return "WAV"
     kind = next((name for magic, name in SOUNDFILE_KINDS.items() if data.startswith(magic)), None)
-    if kind is None and mpeg_labelled and _mpeg_frame_header(data[:4]):
+    if kind is None and _mpeg_frame_header(data[:4]) and (mpeg_labelled or _vbr_tag(data)):
         kind = "MP3"
     return kind
 
@@ -204,6 +206,12 @@ def _mpeg_frame_header(head: bytes) -> bool:
     version, layer = head[1] >> 3 & 3, head[1] >> 1 & 3
     bitrate, rate = head[2] >> 4, head[2] >> 2 & 3
     return version != 1 and layer != 0 and bitrate not in (0, 15) and rate != 3
+
+
+def _vbr_tag(data: bytes) -> bool:
+    """The Xing/Info tag encoders put in an MP3's first frame (at 13, 21 or 36 bytes, after the
+    side information): with a frame header before it, no raw PCM holds it."""
+    return any(data[offset:offset + 4] in (b"Xing", b"Info") for offset in (13, 21, 36))
 
 
 def _is_text(head: bytes) -> bool:

@@ -194,6 +194,22 @@ def test_mp3_is_decoded(url, fake, tmp_path):
     assert len(fake.requests) == 1
 
 
+def test_an_untagged_mp3_sent_unlabelled_is_still_mp3(url, fake, tmp_path):
+    """No ID3 tag, no Content-Type (requests.post(url, data=mp3)): its Xing tag tells it from
+    raw PCM, so a 1 h MP3 is a 413 from its header, not an hour of noise sent to Google."""
+    if "MP3" not in soundfile.available_formats():
+        pytest.skip("libsndfile without MP3")
+    soundfile.write(tmp_path / "a.mp3", np.frombuffer(tone(1.0), "<i2"), 16000, format="MP3")
+    mp3 = (tmp_path / "a.mp3").read_bytes()
+    assert mp3[:3] != b"ID3"
+    assert post(url, data=mp3).text.endswith("seconds at 16000 hertz")
+    hour = compressed(3600, "MP3", "MPEG_LAYER_III")
+    assert hour[:3] != b"ID3"
+    reply = post(url, data=hour)
+    assert reply.status_code == 413, reply.text
+    assert len(fake.requests) == 1
+
+
 def test_raw_pcm_stays_accepted_where_clients_send_it(url, fake):
     pcm = tone(1.0)
     bare = post(url, data=pcm)                                   # requests.post(url, data=pcm)

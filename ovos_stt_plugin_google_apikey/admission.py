@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from starlette.types import Message, Receive
 
@@ -34,23 +34,48 @@ class Gate:
 
 class Buffer:
     """Counts the bytes of request bodies the server holds, so that many uploads at once cannot
-    take more memory than ``limit`` (each body is also under max_body)."""
+    take more memory than ``limit`` (each body is also under max_body); and of those still
+    arriving, by client address, so that one client's stalled uploads can hold at most
+    ``per_client`` of it and never lock the others out."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client: Optional[int] = None) -> None:
         self.limit = limit
+        self.per_client = per_client or limit
         self.held = 0
+        self._arriving: Dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bool:
+    def take(self, size: int, client: str) -> Optional[str]:
+        """Count ``size`` more bytes of a body still arriving from ``client``; if it would pass
+        a limit, count nothing and say why."""
         with self._lock:
             if self.held + size > self.limit:
-                return False
+                return "the server holds too many uploads; try again shortly"
+            arriving = self._arriving.get(client, 0) + size
+            if arriving > self.per_client:
+                return (f"uploads from {client} still arriving already hold {self.per_client} "
+                        "bytes, the most one client may; try again shortly")
             self.held += size
-            return True
+            self._arriving[client] = arriving
+            return None
 
-    def give(self, size: int) -> None:
+    def arrived(self, size: int, client: str) -> None:
+        """A body of ``size`` bytes from ``client`` is complete (still held, no longer arriving)."""
+        with self._lock:
+            self._arrived(size, client)
+
+    def give(self, size: int, client: str, arriving: bool) -> None:
         with self._lock:
             self.held -= size
+            if arriving:
+                self._arrived(size, client)
+
+    def _arrived(self, size: int, client: str) -> None:
+        left = self._arriving.get(client, 0) - size
+        if left > 0:
+            self._arriving[client] = left
+        else:
+            self._arriving.pop(client, None)
 
 
 class Body:
@@ -59,9 +84,9 @@ class Body:
     ``total``, 503 when the server already holds ``buffer.limit`` bytes of bodies."""
 
     def __init__(self, receive: Receive, max_body: int, idle: float, total: float,
-                 buffer: Buffer) -> None:
+                 buffer: Buffer, client: str) -> None:
         self._receive, self._max_body, self._idle, self._total = receive, max_body, idle, total
-        self._buffer = buffer
+        self._buffer, self._client = buffer, client
         self._deadline: Optional[float] = None
         self.size = 0
         self.complete = False
@@ -84,13 +109,15 @@ class Body:
             chunk = len(message.get("body", b""))
             if self.size + chunk > self._max_body:
                 raise too_large(self._max_body)
-            if not self._buffer.take(chunk):
-                raise Refusal(503, "the server holds too many uploads; try again shortly",
-                              {"Retry-After": "1", "Connection": "close"})
+            refused = self._buffer.take(chunk, self._client)
+            if refused:
+                raise Refusal(503, refused, {"Retry-After": "1", "Connection": "close"})
             self.size += chunk
             self.complete = not message.get("more_body", False)
+            if self.complete:
+                self._buffer.arrived(self.size, self._client)
         return message
 
     def release(self) -> None:
-        self._buffer.give(self.size)
+        self._buffer.give(self.size, self._client, arriving=not self.complete)
         self.size = 0

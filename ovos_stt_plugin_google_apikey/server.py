@@ -97,7 +97,8 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="google-stt")
     _reserve_connections(engine, workers)
     gate = Gate(workers + queue)
-    buffer = Buffer(max_buffered)
+    # One client address may have a quarter of it arriving (at least one whole body).
+    buffer = Buffer(max_buffered, per_client=max(max_body, max_buffered // 4))
     expected = f"Bearer {token}".encode("utf-8") if token else None
 
     @asynccontextmanager
@@ -131,7 +132,8 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
             length = request.headers.get("content-length", "")
             if length.isascii() and length.isdigit() and int(length) > max_body:
                 raise too_large(max_body)
-            body = Body(request.receive, max_body, body_idle, body_timeout, buffer)
+            client = request.client.host if request.client else "unknown"
+            body = Body(request.receive, max_body, body_idle, body_timeout, buffer, client)
             job = _Job(request, executor, body, metrics)
             await job.request.body()        # a slot only for a whole body: a stalled upload holds none
             job.admitted = gate.enter()

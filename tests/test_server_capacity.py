@@ -158,6 +158,41 @@ def test_bodies_held_past_max_buffered_get_503_and_are_let_go(engine, fake):
     assert len(fake.requests) == 2
 
 
+def post_from(source: str, port: int, body: bytes) -> bytes:
+    """A raw POST /stt from another loopback address (127.0.0.0/8 is all this machine)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD,
+                                  source_address=(source, 0)) as conn:
+        conn.sendall(b"POST /stt HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        return answer_of(conn)
+
+
+def test_one_clients_stalled_uploads_cannot_lock_the_others_out(engine, fake):
+    """Stalled uploads from one address hold at most a quarter of max_buffered (at least one
+    max_body): before, 4 of them here held 360 of 400 KB and every other upload got 503."""
+    app = create_app(engine, max_body=100_000, max_buffered=400_000, body_idle=60)
+    with running(app) as url:
+        port = port_of(url)
+        uploads = [half_sent(port, declared=100_000, sent=90_000) for _ in range(4)]
+        answers: dict = {}
+        try:
+            deadline = time.monotonic() + HANG_GUARD
+            while len(answers) < 3 and time.monotonic() < deadline:   # whichever came first stays
+                waiting = [conn for conn in uploads if conn not in answers]
+                for conn in select.select(waiting, [], [], 0.5)[0]:
+                    answers[conn] = status_line(answer_of(conn))
+            [held] = [conn for conn in uploads if conn not in answers]
+            other = post_from("127.0.0.2", port, tone(1.5))
+            still_open = not select.select([held], [], [], 0)[0]
+            status = requests.get(f"{url}/status", timeout=HANG_GUARD).json()
+        finally:
+            for conn in uploads:
+                conn.close()
+    assert list(answers.values()) == [b"HTTP/1.1 503 Service Unavailable"] * 3 and still_open
+    assert status_line(other) == b"HTTP/1.1 200 OK" and other.endswith(b"audio 1.50 seconds at 16000 hertz")
+    assert status["busy"] == 0 and len(fake.requests) == 1
+
+
 @pytest.mark.parametrize("limits", [dict(body_idle=0), dict(body_timeout=-1),
                                     dict(max_buffered=1000, max_body=2000), dict(workers=0)])
 def test_bad_limits_are_refused_at_start(engine, limits):

@@ -85,7 +85,8 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
 
 
 def sniff(data: bytes, mpeg_labelled: bool = False) -> Optional[str]:
-    """"WAV", "FLAC", "Ogg", "AIFF" or "MP3" by the file's first bytes; None for anything else.
+    """"WAV", "MP3" or another SOUNDFILE_KINDS name by the file's first bytes; None for
+    anything else.
 
     An MP3 without an ID3 tag starts with a frame header, which raw PCM can too (a loud first
     sample, and mpg123 "decodes" such PCM into silence): that counts only when labelled MPEG or

@@ -90,7 +90,7 @@ class SpeechClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise errors.ClosedError("the Google STT engine was shut down; create a new one")
+            raise errors.ClosedError(errors.SHUT_DOWN)
 
     def recognize(self, body: Dict[str, Any], deadline: Optional[float] = None) -> Dict[str, Any]:
         """POST the body, retrying transient failures until ``deadline`` (time.monotonic()).

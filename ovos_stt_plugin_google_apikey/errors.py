@@ -40,6 +40,7 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
                 text = re.sub(re.escape(form), "***", text, flags=re.IGNORECASE)
     return _UNPRINTABLE.sub(" ", text)
 
+SHUT_DOWN = "the Google STT engine was shut down; create a new one"
 CONSOLE_CREDENTIALS = "https://console.cloud.google.com/apis/credentials"
 CONSOLE_SPEECH_API = "https://console.cloud.google.com/apis/library/speech.googleapis.com"
 CONSOLE_QUOTAS = "https://console.cloud.google.com/apis/api/speech.googleapis.com/quotas"

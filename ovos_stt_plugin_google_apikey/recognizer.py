@@ -2,6 +2,7 @@
 fan-out over candidate languages. Independent of OVOS."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -10,7 +11,7 @@ from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from . import audio as audio_mod
-from . import encoders
+from . import encoders, errors
 from .client import SpeechClient
 from .errors import (APIError, AudioError, ClosedError, ConfigError, GoogleSTTError,
                      ModelNotSupportedError)
@@ -25,7 +26,6 @@ CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
 LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes
 MAX_CANDIDATES = 32            # 8 parallel requests at most for one detection
 BODY_OVERHEAD = 4096           # JSON around the base64 audio, generously
-SHUT_DOWN = "the Google STT engine was shut down; create a new one"
 
 Progress = Callable[[int, int], None]
 
@@ -53,7 +53,9 @@ class Recognizer:
         # so a call waiting for its parts raises ClosedError now (_gather).
         for future in list(self._submitted):
             if future.cancelled():
-                future.set_running_or_notify_cancel()
+                self._submitted.discard(future)
+                with contextlib.suppress(RuntimeError):    # already notified (a second close)
+                    future.set_running_or_notify_cancel()
         for pool in pools:                   # running requests end by their deadline
             pool.shutdown(wait=True)
         self.client.close()
@@ -161,7 +163,7 @@ class Recognizer:
         try:
             future = pool.submit(fn, *args)
         except RuntimeError as exc:          # the pool was shut down
-            raise ClosedError(SHUT_DOWN) from exc
+            raise ClosedError(errors.SHUT_DOWN) from exc
         self._submitted.add(future)
         return future
 
@@ -188,7 +190,7 @@ def _gather(futures: List["Future[Transcript]"],
     if any(future.cancelled() for future in futures):      # only close() cancels before this
         for other in futures:
             other.cancel()
-        raise ClosedError(SHUT_DOWN)
+        raise ClosedError(errors.SHUT_DOWN)
     return [f.result() for f in futures]
 
 

@@ -86,5 +86,6 @@ def espeak_utterance(rate: int = RATE) -> Optional[bytes]:
             return None
         data = path.read_bytes()
     from ovos_stt_plugin_google_apikey import audio as audio_mod
-    pcm = audio_mod.to_linear16(audio_mod.from_bytes(data))
+    from ovos_stt_plugin_google_apikey import decoding
+    pcm = audio_mod.to_linear16(decoding.decode(data))
     return audio_mod.resample(pcm, rate).data

@@ -1,4 +1,5 @@
-"""Whatever OVOS or a caller hands us, turned into audio Google accepts (LINEAR16 mono)."""
+"""The PCM type and pure conversions (rate, width, channels, splitting at quiet points) into
+what Google accepts (LINEAR16 mono). A leaf: bytes of unknown origin are decoding's."""
 from __future__ import annotations
 
 import io
@@ -56,52 +57,10 @@ class PCM:
         return len(self.data) / (self.frame_size * self.sample_rate)
 
 
-def from_audio(audio: Any) -> PCM:
-    """Accept OPM's or SpeechRecognition's AudioData, a PCM, WAV bytes, or raw 16 kHz PCM.
-
-    Raises AudioError when the input is none of these.
-    """
-    if isinstance(audio, PCM):
-        return audio
-    if isinstance(audio, (bytes, bytearray, memoryview)):
-        return from_bytes(bytes(audio))
-    frames = getattr(audio, "frame_data", None)
-    if isinstance(frames, (bytes, bytearray)):
-        # AudioData (either class) holds mono, signed, little-endian frames.
-        try:
-            rate, width = int(audio.sample_rate), int(audio.sample_width)
-        except (AttributeError, TypeError, ValueError, OverflowError) as exc:  # None, "abc", NaN, inf
-            raise AudioError(f"the audio's sample_rate/sample_width are not whole numbers: {exc}") from exc
-        return PCM(bytes(frames), rate, width)
-    raise AudioError(f"cannot read audio from {type(audio).__name__}: expected AudioData, "
-                     "WAV bytes or raw 16 kHz 16-bit mono PCM")
-
-
-def from_bytes(data: bytes, max_seconds: Optional[float] = None,
-               content_type: Optional[str] = None) -> PCM:
-    """A WAV, FLAC, Ogg, AIFF or MP3 file by its first bytes, else raw 16 kHz 16-bit mono PCM
-    (whole samples, not text); the rule is decoding.decode's.
-
-    Raises UnsupportedAudioError (not audio we read), AudioTooLongError (over ``max_seconds``)
-    or AudioError.
-    """
-    from .decoding import decode
-    return decode(data, content_type=content_type, max_seconds=max_seconds)
-
-
 def from_raw(data: bytes, sample_rate: int = RAW_RATE, sample_width: int = RAW_WIDTH,
              channels: int = 1) -> PCM:
     """Raw little-endian signed PCM with the given format."""
     return PCM(bytes(data), sample_rate, sample_width, channels)
-
-
-def from_wav(data: bytes, max_seconds: Optional[float] = None) -> PCM:
-    """A WAV file: PCM (also WAVE_FORMAT_EXTENSIBLE), float, A-law or mu-law.
-
-    Raises AudioError for anything else or a broken header.
-    """
-    from .decoding import from_wav as read
-    return read(data, max_seconds)
 
 
 def to_linear16(pcm: PCM) -> PCM:

@@ -149,7 +149,8 @@ def _add_check(commands: Any, common: argparse.ArgumentParser,
 
 def _transcribe(args: argparse.Namespace) -> int:
     import mimetypes
-    from . import audio as audio_mod
+
+    from . import decoding
     from .errors import GoogleSTTError
     engine = _require_engine(_plugin_config(args))
     failed = 0
@@ -162,7 +163,8 @@ def _transcribe(args: argparse.Namespace) -> int:
             try:
                 with open(path, "rb") as f:
                     # The name's type stands in for a Content-Type: README.md is text, not PCM.
-                    pcm = audio_mod.from_bytes(f.read(), args.max_seconds, mimetypes.guess_type(path)[0])
+                    pcm = decoding.decode(f.read(), max_seconds=args.max_seconds,
+                                          content_type=mimetypes.guess_type(path)[0])
                 transcript = engine.recognize(pcm, args.lang, progress=progress)
             except (OSError, GoogleSTTError) as exc:
                 print(f"{path}: {exc}", file=sys.stderr)

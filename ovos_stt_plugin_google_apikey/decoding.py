@@ -231,3 +231,24 @@ def _is_text(head: bytes) -> bool:
             return False
         text = head[:exc.start].decode("utf-8")
     return all(char.isprintable() or char in "\t\n\r" for char in text)
+
+
+def from_audio(audio: Any) -> audio_mod.PCM:
+    """Accept OPM's or SpeechRecognition's AudioData, a PCM, WAV bytes, or raw 16 kHz PCM.
+
+    Raises AudioError when the input is none of these.
+    """
+    if isinstance(audio, audio_mod.PCM):
+        return audio
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        return decode(bytes(audio))
+    frames = getattr(audio, "frame_data", None)
+    if isinstance(frames, (bytes, bytearray)):
+        # AudioData (either class) holds mono, signed, little-endian frames.
+        try:
+            rate, width = int(audio.sample_rate), int(audio.sample_width)
+        except (AttributeError, TypeError, ValueError, OverflowError) as exc:  # None, "abc", NaN, inf
+            raise AudioError(f"the audio's sample_rate/sample_width are not whole numbers: {exc}") from exc
+        return audio_mod.PCM(bytes(frames), rate, width)
+    raise AudioError(f"cannot read audio from {type(audio).__name__}: expected AudioData, "
+                     "WAV bytes or raw 16 kHz 16-bit mono PCM")

@@ -7,6 +7,7 @@ from ovos_plugin_manager.templates.stt import STT
 from ovos_utils import classproperty
 
 from . import audio as audio_mod
+from . import decoding
 from .errors import ConfigError
 from .languages import google_languages, to_google
 from .recognizer import CHUNK_SECONDS, Progress, Recognizer
@@ -95,7 +96,7 @@ class GoogleAPIKeySTT(STT):
     def recognize(self, audio: Any, lang: Optional[str] = None,
                   progress: Optional[Progress] = None) -> Transcript:
         """Recognise audio of any length; ``lang`` "auto" picks from ``auto_languages``."""
-        pcm = audio_mod.to_linear16(audio_mod.from_audio(audio))
+        pcm = audio_mod.to_linear16(decoding.from_audio(audio))
         return self.recognizer.recognize(pcm, self.google_languages(lang), progress)
 
     def transcribe(self, audio: Any, lang: Optional[str] = None) -> List[Tuple[str, float]]:
@@ -128,7 +129,7 @@ class GoogleAPIKeySTT(STT):
         if len(given) == 1:
             return given[0], 1.0
         by_google = {to_google(tag): tag for tag in given}
-        pcm = audio_mod.to_linear16(audio_mod.from_audio(audio))
+        pcm = audio_mod.to_linear16(decoding.from_audio(audio))
         piece = audio_mod.split(pcm, CHUNK_SECONDS)[0]
         transcript = self.recognizer.recognize_languages(piece, list(by_google))
         if not transcript.alternatives:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from audio_samples import tone, wav
 from conftest import KEY
-from ovos_stt_plugin_google_apikey import audio
+from ovos_stt_plugin_google_apikey import audio, decoding
 from ovos_stt_plugin_google_apikey.errors import AudioError
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.contract import AUDIO_FILE_TYPES
@@ -69,15 +69,15 @@ def test_lying_wav_headers_give_pcm_or_audio_error(fmt_tag, channels, rate, bits
     blob = riff(fmt_tag, channels, rate, bits, data, declared, fmt_size)
     if cut is not None:
         blob = blob[:cut]                       # truncated anywhere, the header included
-    assert_pcm_or_audio_error(lambda: audio.from_wav(blob))
-    assert_pcm_or_audio_error(lambda: audio.from_audio(blob))
+    assert_pcm_or_audio_error(lambda: decoding.from_wav(blob))
+    assert_pcm_or_audio_error(lambda: decoding.from_audio(blob))
 
 
 @settings(max_examples=300, deadline=None)
 @given(prefix=st.sampled_from([b"", b"RIFF", b"RIFF\xff\xff\xff\xffWAVE", b"fLaC", b"OggS"]),
        body=st.binary(max_size=1024))
 def test_random_bytes_give_pcm_or_audio_error(prefix, body):
-    assert_pcm_or_audio_error(lambda: audio.from_audio(prefix + body))
+    assert_pcm_or_audio_error(lambda: decoding.from_audio(prefix + body))
 
 
 @settings(max_examples=200, deadline=None)
@@ -95,13 +95,13 @@ numbers = st.one_of(st.none(), st.integers(-10, 10 ** 12), st.floats(allow_nan=T
 @given(frames=st.binary(max_size=256), rate=numbers, width=numbers)
 def test_audiodata_like_objects_with_odd_fields_give_pcm_or_audio_error(frames, rate, width):
     fake_audio = SimpleNamespace(frame_data=frames, sample_rate=rate, sample_width=width)
-    assert_pcm_or_audio_error(lambda: audio.from_audio(fake_audio))
+    assert_pcm_or_audio_error(lambda: decoding.from_audio(fake_audio))
 
 
 @pytest.mark.parametrize("thing", [None, 3, "RIFF", ["bytes"], SimpleNamespace(frame_data="text")])
 def test_things_that_are_not_audio_are_audio_errors(thing):
     with pytest.raises(AudioError, match="cannot read audio"):
-        audio.from_audio(thing)
+        decoding.from_audio(thing)
 
 
 # ------------------------------------------------------------------ the server's request parsing

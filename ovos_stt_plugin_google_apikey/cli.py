@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -116,7 +117,12 @@ def _add_server_options(serve: argparse.ArgumentParser) -> None:
     for option in ServerOptions.fields():
         meta, default = option.metadata, option.default
         assert default is not dataclasses.MISSING      # every option has a default
-        kind = {int: _natural, float: _seconds}.get(type(default), str)
+        kind: Any = str
+        if isinstance(default, float):
+            kind = _seconds
+        elif isinstance(default, int):
+            kind = functools.partial(_bounded, low=meta["low"])
+            kind.__name__ = "whole number"                 # argparse names the type in errors
         shown = "none" if default == () else _bytes(default) if meta["metavar"] == "BYTES" else default
         serve.add_argument("--" + option.name.replace("_", "-"), dest=option.name, type=kind,
                            metavar=meta["metavar"], action="append" if meta["many"] else "store",

@@ -441,7 +441,7 @@ def test_every_bad_setting_in_the_config_file_stops_serve_with_status_2(tmp_path
     (["--config", "{section}", "--timeout", "0"], "'timeout' must be a number from 0.5"),
     (["--config", "{section}", "--model", "nope"], "'model' must be one of"),
     (["--config", "{section}", "--endpoint", "speech.googleapis.com"], "'endpoint' must be"),
-    (["--config", "{section}", "--lang", "not a tag!"], "default_lang must be a language tag"),
+    (["--config", "{section}", "--lang", "not a tag!"], "--lang must be a language tag"),
     (["--config", "{section}", "--token-file", "{empty}"], "is empty"),
     (["--config", "{section}", "--token-file", "/nonexistent/token"], "cannot read --token-file"),
     (["--config", "{section}", "--workers", "0"], "--workers: must be at least 1"),

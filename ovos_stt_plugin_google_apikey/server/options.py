@@ -18,8 +18,9 @@ MAX_TOKEN_CHARS = 4096
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
-def _flag(help: str, metavar: Optional[str] = None, many: bool = False) -> Dict[str, Any]:
-    return {"help": help, "metavar": metavar, "many": many}
+def _flag(help: str, metavar: Optional[str] = None, many: bool = False, low: int = 0) -> Dict[str, Any]:
+    """A field's command-line form; ``low`` is a whole number's least value."""
+    return {"help": help, "metavar": metavar, "many": many, "low": low}
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,10 @@ class ServerOptions:
     # Google calls in flight at once. A worker is a thread that mostly waits on Google (~1 s),
     # so hundreds cost little: bench/capacity.py measures the memory per request in flight.
     workers: int = field(default=256, metadata=_flag(
-        "Google requests in flight at once, per process"))
+        "Google requests in flight at once, per process", low=1))
     queue: int = field(default=64, metadata=_flag(
         "whole requests waiting beyond those; more get 503"))
-    max_body: int = field(default=10 * MiB, metadata=_flag("largest request body", "BYTES"))
+    max_body: int = field(default=10 * MiB, metadata=_flag("largest request body", "BYTES", low=1))
     body_idle: float = field(default=5.0, metadata=_flag(
         "an upload silent this long gets 408", "SECONDS"))
     body_timeout: float = field(default=60.0, metadata=_flag(
@@ -45,13 +46,13 @@ class ServerOptions:
         "over any --body-idle seconds gets 408", "BYTES"))
     max_buffered: int = field(default=64 * MiB, metadata=_flag(
         "bytes of request bodies held at once, per process; past it the slowest uploads make "
-        "room or get 503", "BYTES"))
+        "room or get 503", "BYTES", low=1))
     max_audio_seconds: float = field(default=DEFAULT_MAX_AUDIO_SECONDS, metadata=_flag(
         "longest audio one request may carry; longer gets 413 before it is decoded or sent",
         "SECONDS"))
     max_connections: int = field(default=4096, metadata=_flag(
         "open client connections per process (lowered to 3/4 of the open-file limit); past it "
-        "the longest-idle one is closed", "N"))
+        "the longest-idle one is closed", "N", low=16))
     header_timeout: float = field(default=5.0, metadata=_flag(
         "a connection that has not sent a whole request header this long after opening (or "
         "after its last answer) is closed", "SECONDS"))
@@ -65,9 +66,14 @@ class ServerOptions:
         "a proxy address (or network) whose X-Forwarded-For/-Proto is believed; repeatable", "ADDRESS", many=True))
 
     def __post_init__(self) -> None:
-        whole = {"workers": 1, "queue": 0, "max_body": 1, "min_rate": 0, "max_buffered": 1,
-                 "max_connections": 16}
-        for name, low in whole.items():
+        self._check_numbers()
+        self._check_texts()
+
+    def _check_numbers(self) -> None:
+        for option in self.fields():
+            if not isinstance(option.default, int):
+                continue
+            name, low = option.name, option.metadata["low"]
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{_option(name)} must be a whole number of at least {low}; got {value!r}")
@@ -78,6 +84,8 @@ class ServerOptions:
         if self.max_buffered < self.max_body:
             raise ValueError(f"--max-buffered ({self.max_buffered}) must be at least --max-body "
                              f"({self.max_body})")
+
+    def _check_texts(self) -> None:
         if self.default_lang is not None and not LANG_TAG.fullmatch(self.default_lang):
             raise ValueError(f"--lang must be a language tag such as en-US; got {self.default_lang!r}")
         if self.token is not None:

@@ -98,7 +98,8 @@ def measure(url: str, body: bytes, headers: Dict[str, str], cpu: Any, clients: i
     if threads_before is not None and pid is not None:
         after, done = _threads_cpu(pid.pid), max(1, len(latencies) + failed)
         split = {k: (after[k] - threads_before[k]) * 1000 / done for k in after}
-    return {"cpu_ms_per_request_by_thread": split, "rps": len(latencies) / wall, "p50_ms": statistics.median(latencies) * 1000,
+    return {"cpu_ms_per_request_by_thread": split,
+            "rps": len(latencies) / wall, "p50_ms": statistics.median(latencies) * 1000,
             "failures": failed, "codes": codes,
             "cpu_ms_per_request": used * 1000 / max(1, len(latencies) + failed) if used is not None else None}
 
@@ -149,8 +150,8 @@ def summary(samples: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
         if samples.get(kind):
             out[kind] = {"rps": _median(samples[kind], "many", "rps"),
                          "cpu_ms_per_request": _median(samples[kind], "many", "cpu_ms_per_request"),
-                         "loop_cpu_ms_per_request": _median(samples[kind], "many", "cpu_ms_per_request_by_thread",
-                                                            "loop"),
+                         "loop_cpu_ms_per_request": _median(samples[kind], "many",
+                                                            "cpu_ms_per_request_by_thread", "loop"),
                          "added_ms_1_client": _median(samples[kind], "added_ms"),
                          "failures": sum(r["many"]["failures"] + r["one"]["failures"] for r in samples[kind])}
     ours = out["server"]
@@ -168,12 +169,16 @@ def markdown(result: Dict[str, Any]) -> str:
              f"load average at start {result['machine'].get('loadavg_at_start')}", "",
              "| | this server | seed bridge | clients straight to the fake |", "|---|---|---|---|"]
     seed = s.get("seed", {})
-    cell = (lambda d, k, f: f.format(d[k]) if k in d else "—")
+
+    def cell(d: Dict[str, Any], k: str, f: str) -> str:
+        return f.format(d[k]) if k in d else "—"
+
     lines.append(f"| requests/s at {result['clients']} clients | {s['server']['rps']:.0f} | "
                  f"{cell(seed, 'rps', '{:.0f}')} | {s['bare_rps']:.0f} |")
     lines.append(f"| server CPU per request | {s['server']['cpu_ms_per_request']:.2f} ms | "
                  f"{cell(seed, 'cpu_ms_per_request', '{:.2f} ms')} | — |")
-    lines.append(f"| of which the main thread (our event loop; the seed: its accept loop) | {s['server']['loop_cpu_ms_per_request']:.2f} ms | "
+    lines.append("| of which the main thread (our event loop; the seed: its accept loop) | "
+                 f"{s['server']['loop_cpu_ms_per_request']:.2f} ms | "
                  f"{cell(seed, 'loop_cpu_ms_per_request', '{:.2f} ms')} | — |")
     lines.append(f"| added latency, 1 client (p50) | {s['server']['added_ms_1_client']:.2f} ms | "
                  f"{cell(seed, 'added_ms_1_client', '{:.2f} ms')} | 0 |")

@@ -160,13 +160,14 @@ def make_server(app: Any, host: str = "127.0.0.1", port: int = 9090) -> uvicorn.
 
 
 def listen_on(app: Any, host: str) -> None:
-    """Tell ``app`` where it listens (the Host check applies on loopback)."""
+    """Tell ``app`` where it listens (the Host check applies on loopback); in this process,
+    asyncio's accept() errors are logged once per interval."""
     app.state.front.listen_on(_is_loopback(host))
+    logging.getLogger("asyncio").addFilter(_ACCEPT_FILTER)
 
 
 def uvicorn_options(options: ServerOptions) -> Dict[str, Any]:
     """uvicorn's settings for ``options``: the guarded protocol, proxy headers, no access log."""
-    logging.getLogger("asyncio").addFilter(_ACCEPT_FILTER)
     protocol = functools.partial(GuardedProtocol, header_timeout=options.header_timeout,
                                  connections=Connections(connection_cap(options.max_connections)))
     return {**UVICORN_OPTIONS, **_proxy_options(options), "http": protocol}

@@ -32,7 +32,7 @@ setup(
     long_description=README,
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    packages=["ovos_stt_plugin_google_apikey"],
+    packages=["ovos_stt_plugin_google_apikey", "ovos_stt_plugin_google_apikey.server"],
     package_data={"ovos_stt_plugin_google_apikey": ["data/*.txt"]},
     include_package_data=True,
     python_requires=">=3.9",
@@ -44,7 +44,7 @@ setup(
         "audioop-lts>=0.2.1; python_version>='3.13'",
     ],
     extras_require={
-        "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "python-multipart>=0.0.9",
+        "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "httptools>=0.6", "python-multipart>=0.0.9",
                    "prometheus_client>=0.16"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",

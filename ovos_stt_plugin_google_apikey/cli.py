@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional
@@ -24,6 +27,7 @@ SERVE_ARGS_ENV = "OVOS_GOOGLE_STT_SERVE_ARGS"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"   # metrics.MULTIPROC_ENV, without importing the server
 WORKER_APP = "ovos_stt_plugin_google_apikey.cli:worker_app"
 DEFAULT_PORT = 9090
+MAX_TOKEN_FILE = 8192
 EXIT_CONFIG = 2          # argparse's own status for a usage error
 
 
@@ -98,26 +102,36 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser,
                             "plugin's or OVOS's)")
     serve.add_argument("--token-file", help="file holding the bearer token clients must send "
                                             f"(default: ${TOKEN_ENV}; none: no token needed)")
-    # The defaults are server.create_app's (tests/test_server_capacity.py checks they agree).
-    serve.add_argument("--workers", type=_positive, default=256,
-                       help="Google requests in flight at once, per process (default: 256)")
-    serve.add_argument("--queue", type=_natural, default=64,
-                       help="whole requests waiting beyond those; more get 503 (default: 64)")
-    serve.add_argument("--max-body", type=_positive, default=10 * 1024 * 1024, metavar="BYTES",
-                       help="largest request body (default: 10 MiB)")
-    serve.add_argument("--body-idle", type=_seconds, default=5.0, metavar="SECONDS",
-                       help="an upload silent this long gets 408 (default: 5)")
-    serve.add_argument("--body-timeout", type=_seconds, default=60.0, metavar="SECONDS",
-                       help="an upload not complete after this long gets 408 (default: 60)")
-    serve.add_argument("--max-buffered", type=_positive, default=64 * 1024 * 1024, metavar="BYTES",
-                       help="bytes of request bodies held at once, per process; past it 503 "
-                            "(default: 64 MiB)")
     serve.add_argument("--processes", type=_positive, default=1,
                        help="server processes sharing the port, e.g. one per core (default: 1)")
-    serve.add_argument("--max-audio-seconds", type=_seconds, default=120.0, metavar="SECONDS",
-                       help="longest audio one request may carry; longer gets 413 before it is "
-                            "decoded or sent (default: 120)")
+    _add_server_options(serve)
     serve.set_defaults(func=_serve)
+
+
+def _add_server_options(serve: argparse.ArgumentParser) -> None:
+    """The server's limits, as ServerOptions declares them (name, default, help)."""
+    try:
+        from .server.options import ServerOptions
+    except ImportError:                 # without the [server] extra: `serve` says what to install
+        return
+    for option in ServerOptions.fields():
+        meta, default = option.metadata, option.default
+        assert default is not dataclasses.MISSING      # every option has a default
+        kind: Any = str
+        if isinstance(default, float):
+            kind = _seconds
+        elif isinstance(default, int):
+            kind = functools.partial(_bounded, low=meta["low"])
+            kind.__name__ = "whole number"                 # argparse names the type in errors
+        shown = "none" if default == () else _bytes(default) if meta["metavar"] == "BYTES" else default
+        serve.add_argument("--" + option.name.replace("_", "-"), dest=option.name, type=kind,
+                           metavar=meta["metavar"], action="append" if meta["many"] else "store",
+                           default=None if meta["many"] else default,
+                           help=f"{meta['help']} (default: {shown})")
+
+
+def _bytes(value: int) -> str:
+    return f"{value // (1024 * 1024)} MiB" if value % (1024 * 1024) == 0 else str(value)
 
 
 def _add_transcribe(commands: Any, common: argparse.ArgumentParser,
@@ -199,6 +213,7 @@ def _billed_total(billed: List[Optional[float]]) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     import time
+
     from .errors import APIError, UnavailableError
     engine = _require_engine(_plugin_config(args))
     started = time.monotonic()
@@ -235,16 +250,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ovos-google-stt: the server needs its extra ({exc.name} is missing): "
               "pip install 'ovos-stt-plugin-google-apikey[server]'", file=sys.stderr)
         return EXIT_CONFIG
-    app, engine = _serve_app(args)           # also with --processes: a bad setting stops here
+    options = _server_options(args)            # the token read here, once
+    app, engine = _serve_app(args, options)    # also with --processes: a bad setting stops here
     if args.processes > 1:
         if engine is not None:
             engine.shutdown()
-        # Each worker process builds its own engine and app from the same options; the key
+        # Each worker process builds its own engine and app from the same settings and the
+        # same ServerOptions (token included: a worker never reads the token file); the key
         # comes from the environment or the config file, as here.
-        os.environ[SERVE_ARGS_ENV] = json.dumps({k: v for k, v in vars(args).items() if k != "func"})
+        os.environ[SERVE_ARGS_ENV] = json.dumps({
+            "args": {k: v for k, v in vars(args).items() if k != "func"},
+            "options": options.to_json()})
         with _metrics_dir():
-            server.run_processes(WORKER_APP, args.processes, args.host, args.port,
-                                 app.state.token_required)
+            server.run_processes(WORKER_APP, args.processes, args.host, args.port, options)
         return 0
     # uvicorn's own start-up lines are INFO, below the level its loggers keep here.
     LOG.info("serving on http://%s:%d (Ctrl+C to stop)", args.host, args.port)
@@ -273,9 +291,14 @@ def _metrics_dir() -> Iterator[None]:
 
 def worker_app() -> Any:
     """The app of one `serve --processes N` worker (uvicorn calls this in each process)."""
-    args = argparse.Namespace(**json.loads(os.environ[SERVE_ARGS_ENV]))
+    from .server import ServerOptions, serving
+    given = json.loads(os.environ[SERVE_ARGS_ENV])
+    args = argparse.Namespace(**given["args"])
     _setup_logging(args.verbose)
-    return _serve_app(args)[0]
+    serving.ignore_sighup()      # the supervisor handles it: a hung-up terminal signals us all
+    app = _serve_app(args, ServerOptions.from_json(given["options"]))[0]
+    serving.listen_on(app, args.host)
+    return app
 
 
 def _setup_logging(verbose: bool, command: str = "serve") -> None:
@@ -284,17 +307,25 @@ def _setup_logging(verbose: bool, command: str = "serve") -> None:
     _log_to_stderr("DEBUG" if verbose else "INFO" if command == "serve" else "WARNING")
 
 
-def _serve_app(args: argparse.Namespace) -> Any:
-    """(app, engine) for the serve options; engine is None without a key. Raises ConfigError."""
-    from . import server
-    config = _plugin_config(args)
-    token = _token(args.token_file)
-    engine = _engine(config)
+def _server_options(args: argparse.Namespace) -> Any:
+    """ServerOptions from the serve flags, the token from --token-file or the environment.
+    Raises ConfigError."""
+    from .server import ServerOptions
+    given = {f.name: getattr(args, f.name) for f in ServerOptions.fields()}
+    given = {k: tuple(v) if isinstance(v, list) else () if v is None else v for k, v in given.items()}
     try:
-        app = server.create_app(engine, token=token, max_body=args.max_body, workers=args.workers,
-                                queue=args.queue, default_lang=args.lang, body_idle=args.body_idle,
-                                body_timeout=args.body_timeout, max_buffered=args.max_buffered,
-                                max_audio_seconds=args.max_audio_seconds)
+        return ServerOptions(token=_token(args.token_file), default_lang=args.lang, **given)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _serve_app(args: argparse.Namespace, options: Any) -> Any:
+    """(app, engine) for the settings and ``options``; engine is None without a key. Raises
+    ConfigError."""
+    from . import server
+    engine = _engine(_plugin_config(args))
+    try:
+        app = server.create_app(engine, options)
     except ValueError as exc:
         if engine is not None:
             engine.shutdown()
@@ -333,17 +364,42 @@ def _read_json(path: str) -> Dict[str, Any]:
 
 
 def _token(path: Optional[str]) -> Optional[str]:
-    """The bearer token from --token-file or the environment; None when neither is set."""
+    """The bearer token from --token-file or the environment; None when neither is set.
+    Raises ConfigError for a file that is not a regular one (a FIFO would hang start-up), is
+    empty, or holds anything but one line of printable ASCII."""
     if path is None:
-        return os.environ.get(TOKEN_ENV, "").strip() or None
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        where = f"${TOKEN_ENV}"
+        if not token:
+            return None
+    else:
+        where = f"--token-file {path}"
+        token = _read_token_file(path)
+    from .server.options import check_token
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        return check_token(token)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer must not wait for one
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"--token-file {path} is not a regular file")
+            data = f.read(MAX_TOKEN_FILE + 1)
+    except OSError as exc:
         raise ConfigError(f"cannot read --token-file {path}: {exc}") from exc
-    if not token:
+    if len(data) > MAX_TOKEN_FILE:
+        raise ConfigError(f"--token-file {path} is larger than {MAX_TOKEN_FILE} bytes: not a token")
+    text = data.decode("ascii", "replace")
+    if text.endswith("\n"):            # one line, its end as editors write it
+        text = text[:-2] if text.endswith("\r\n") else text[:-1]
+    if not text.strip():
         raise ConfigError(f"--token-file {path} is empty")
-    return token
+    return text
 
 
 def _engine(config: Dict[str, Any]) -> Any:

@@ -40,10 +40,19 @@ class Recognizer:
         self.settings = settings
         self.client = client or SpeechClient(settings, pool_size=max(16, 2 * settings.max_workers))
         self._parts = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-part")
+        self._part_workers = settings.max_workers
         self._candidates = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-lang")
         self._no_model: Set[str] = set()        # languages the configured model refused
         self._lock = threading.Lock()
         self._submitted: "weakref.WeakSet[Future[Transcript]]" = weakref.WeakSet()
+
+    def ensure_part_workers(self, workers: int) -> None:
+        """At least ``workers`` threads for the parts of long audio (a server sizes this to its
+        own capacity, so many clients' long recordings do not queue behind 4 threads)."""
+        if workers > self._part_workers:
+            old, self._parts = self._parts, ThreadPoolExecutor(workers, thread_name_prefix="google-stt-part")
+            self._part_workers = workers
+            old.shutdown(wait=False)         # its running parts finish; new ones go to the new pool
 
     def close(self) -> None:
         pools = (self._parts, self._candidates)
@@ -139,17 +148,22 @@ class Recognizer:
                           progress: Optional[Progress]) -> Transcript:
         done = 0
         done_lock = threading.Lock()
+        # Waiting for a part worker counts against the deadline: the parts run in waves of the
+        # pool's size, wave k within (k + 1) timeouts of now; a part kept waiting longer by
+        # other calls' parts fails (DeadlineError) instead of running unbounded.
+        started, workers = time.monotonic(), self._part_workers
 
-        def one(piece: audio_mod.PCM) -> Transcript:
+        def one(index: int, piece: audio_mod.PCM) -> Transcript:
             nonlocal done
-            result = self.recognize_piece(piece, language)
+            deadline = started + (index // workers + 1) * self.settings.timeout
+            result = self.recognize_piece(piece, language, (), deadline)
             if progress:
                 with done_lock:
                     done += 1
                     progress(done, len(pieces))
             return result
 
-        futures = [self._submit(self._parts, one, piece) for piece in pieces]
+        futures = [self._submit(self._parts, one, index, piece) for index, piece in enumerate(pieces)]
         parts = _gather(futures, pieces)
         texts = [p.text for p in parts if p.text]
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]

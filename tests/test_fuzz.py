@@ -16,7 +16,7 @@ from conftest import KEY
 from ovos_stt_plugin_google_apikey import audio, decoding
 from ovos_stt_plugin_google_apikey.errors import AudioError
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
-from ovos_stt_plugin_google_apikey.contract import AUDIO_FILE_TYPES
+from ovos_stt_plugin_google_apikey.server.contract import AUDIO_FILE_TYPES
 from ovos_stt_plugin_google_apikey.server import create_app
 
 with warnings.catch_warnings():
@@ -186,7 +186,7 @@ def test_huge_query_string_on_a_real_socket_is_refused_in_one_line(fake, size):
     with running(create_app(engine)) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"POST /stt?lang=" + b"a" * size + b" HTTP/1.1\r\nHost: t\r\n"
+            conn.sendall(b"POST /stt?lang=" + b"a" * size + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          b"Content-Length: 0\r\n\r\n")
             answer = b""
             try:

@@ -219,7 +219,7 @@ def test_several_processes_are_aggregated_with_prometheus_multiproc_dir(fake, tm
 
 DIES_BUSY = """
 import os
-from ovos_stt_plugin_google_apikey.metrics import Metrics
+from ovos_stt_plugin_google_apikey.server.metrics import Metrics
 metrics = Metrics()
 metrics.in_flight.inc(2)
 metrics.waiting.inc()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from audio_samples import tone, wav
 from conftest import KEY
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
-from ovos_stt_plugin_google_apikey.contract import AUDIO_FILE_TYPES
+from ovos_stt_plugin_google_apikey.server.contract import AUDIO_FILE_TYPES
 from ovos_stt_plugin_google_apikey.server import create_app
 from test_server import running
 
@@ -101,7 +101,7 @@ def test_a_chunked_multipart_upload_past_max_body_is_cut_off_unparsed(engine, fa
     with running(create_app(engine, max_body=limit)) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"POST /stt HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+            conn.sendall(b"POST /stt HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
                          b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n")
             head = (b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n'
                     b"Content-Type: audio/wav\r\n\r\n")

@@ -441,7 +441,7 @@ def test_every_bad_setting_in_the_config_file_stops_serve_with_status_2(tmp_path
     (["--config", "{section}", "--timeout", "0"], "'timeout' must be a number from 0.5"),
     (["--config", "{section}", "--model", "nope"], "'model' must be one of"),
     (["--config", "{section}", "--endpoint", "speech.googleapis.com"], "'endpoint' must be"),
-    (["--config", "{section}", "--lang", "not a tag!"], "default_lang must be a language tag"),
+    (["--config", "{section}", "--lang", "not a tag!"], "--lang must be a language tag"),
     (["--config", "{section}", "--token-file", "{empty}"], "is empty"),
     (["--config", "{section}", "--token-file", "/nonexistent/token"], "cannot read --token-file"),
     (["--config", "{section}", "--workers", "0"], "--workers: must be at least 1"),
@@ -589,7 +589,7 @@ def test_a_50mb_upload_without_the_token_is_refused_before_its_body(fake, path, 
     engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US"})
     with running(create_app(engine, token=TOKEN)) as url:
         port = int(url.rsplit(":", 1)[1])
-        head = (b"POST " + path + b" HTTP/1.1\r\nHost: t\r\nContent-Type: audio/wav\r\n"
+        head = (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
                 b"Content-Length: 52428800\r\n" + authorization + b"\r\n")
         answer, took = raw_request(port, head)
         # Expect: 100-continue is how a careful client asks before sending; it must not be told to.
@@ -612,7 +612,7 @@ def test_oversized_uploads_of_every_kind_are_cut_off_with_413(fake):
     with running(create_app(engine, token=TOKEN, max_body=limit)) as url:
         port = int(url.rsplit(":", 1)[1])
         answers["declared"], _ = raw_request(
-            port, b"POST /stt HTTP/1.1\r\nHost: t\r\nContent-Length: 500000000\r\n" + auth + b"\r\n")
+            port, b"POST /stt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500000000\r\n" + auth + b"\r\n")
         for name, kind, prefix in (
                 ("multipart", b"multipart/form-data; boundary=XyZ",
                  b'--XyZ\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n'
@@ -620,7 +620,7 @@ def test_oversized_uploads_of_every_kind_are_cut_off_with_413(fake):
                 ("json", b"application/json", b'{"audio_b64": "')):
             path = b"/stt/json" if name == "json" else b"/stt"
             with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-                conn.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: t\r\nContent-Type: " + kind
+                conn.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + kind
                              + b"\r\nTransfer-Encoding: chunked\r\n" + auth + b"\r\n")
                 conn.sendall(b"%x\r\n%s\r\n" % (len(prefix), prefix))
                 chunk = b"A" * 16384

@@ -362,7 +362,7 @@ def test_status_and_root(client):
     totals = status.pop("totals")             # test_metrics.py checks what they count
     assert status == {"status": "ok", "plugin": "ovos-stt-plugin-google-apikey",
                       "lang_plugin": None, "gradio": False, "key_configured": True,
-                      "version": __version__, "busy": 0, "capacity": 320}
+                      "version": __version__, "busy": 0, "capacity": 320, "buffered": 0}
     assert set(totals) == {"since", "requests", "audio_seconds", "billed_seconds"}
     root = client.get("/")
     assert (root.status_code, root.text) == (200, "ok")
@@ -489,7 +489,7 @@ def test_chunked_upload_past_max_body_is_cut_off_with_413(engine, fake):
     with running(create_app(engine, max_body=limit)) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"POST /stt HTTP/1.1\r\nHost: test\r\nContent-Type: audio/wav\r\n"
+            conn.sendall(b"POST /stt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\n"
                          b"Transfer-Encoding: chunked\r\n\r\n")
             chunk = b"\x01\x02" * 8192
             for _ in range(5):                     # 80 KiB, and the body never ends
@@ -508,7 +508,7 @@ def test_content_length_past_max_body_is_refused_before_the_body(engine, fake):
     with running(create_app(engine, max_body=1000)) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-            conn.sendall(b"POST /stt HTTP/1.1\r\nHost: test\r\nContent-Length: 500000000\r\n\r\n")
+            conn.sendall(b"POST /stt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500000000\r\n\r\n")
             answer = conn.recv(65536)               # no body was sent at all
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert fake.requests == []

@@ -118,7 +118,7 @@ def test_four_bombs_at_once_are_all_refused(url, fake, flac_bomb, opus_bomb):
 
 def test_bad_budget_settings_fail_at_start(engine):
     for bad in (0, -1, float("nan")):
-        with pytest.raises(ValueError, match="max_audio_seconds"):
+        with pytest.raises(ValueError, match="--max-audio-seconds"):
             create_app(engine, max_audio_seconds=bad)
     parser = cli.build_parser()
     assert parser.parse_args(["serve"]).max_audio_seconds == 120.0

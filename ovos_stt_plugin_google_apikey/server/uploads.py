@@ -15,8 +15,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from . import audio as audio_mod
-from . import decoding, errors
+from .. import audio as audio_mod
+from .. import decoding, errors
 
 # Per request: voice commands last seconds, dictation a minute or two. Longer uploads are
 # refused (413) from the header or while decoding, before memory or Google's bill grows.
@@ -25,6 +25,18 @@ DEFAULT_MAX_AUDIO_SECONDS = 120.0
 LANG_TAG = re.compile(r"auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 MAX_LANG_CHARS = 35
 NO_WHITESPACE = str.maketrans("", "", " \t\r\n")
+MAX_LINE = 600           # characters of one answer's (or log line's) reason
+# Bodies this small are decoded on the event loop: a WAV or raw PCM takes microseconds, less
+# than the hop to a worker thread; compressed formats always go to a thread.
+INLINE_DECODE_BYTES = 1024 * 1024
+
+
+def printable(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` as one line fit for a log or an answer: control characters (C0, C1, DEL,
+    line and paragraph separators) escaped, and cut at ``limit`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class Refusal(Exception):
@@ -33,26 +45,27 @@ class Refusal(Exception):
     def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status = status
-        self.message = " ".join(message.split())      # one line, whatever Google's text held
+        # one line, whatever Google's (or a client's) text held
+        self.message = printable(" ".join(message.split()))
         self.headers = headers or {}
 
 
-async def read_audio(request: Request, default_lang: Optional[str],
-                     max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS) -> Tuple[audio_mod.PCM, Optional[str]]:
+async def read_audio(request: Request, lang: Optional[str], rate: Optional[int],
+                     width: Optional[int], max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS,
+                     ) -> Tuple[audio_mod.PCM, Optional[str]]:
     """The audio and language of /stt or /lang_detect: a file, raw PCM or a multipart upload.
+    ``lang``, ``rate`` and ``width`` are the query's, parsed; a form's 'lang' wins.
 
-    Decoding runs on a worker thread, so the event loop keeps serving while it does."""
-    lang = request.query_params.get("lang")
+    A large or compressed body is decoded on a worker thread, so the event loop keeps serving."""
     content_type = request.headers.get("content-type")
     if (content_type or "").lower().startswith("multipart/form-data"):
         data, form_lang, content_type = await _read_form(request)
-        lang = form_lang or lang
+        lang = parse_lang(form_lang) or lang          # a bad tag is refused before decoding
     else:
         data = await request.body()
-    lang = parse_lang(lang) or default_lang          # a bad tag is refused before decoding
-    params = request.query_params
-    pcm = await run_in_threadpool(_decode, data, params.get("sample_rate"), params.get("sample_width"),
-                                  content_type, max_seconds)
+    if len(data) <= INLINE_DECODE_BYTES and decoding.sniff(data, True) in (None, "WAV"):
+        return _decode(data, rate, width, content_type, max_seconds), lang
+    pcm = await run_in_threadpool(_decode, data, rate, width, content_type, max_seconds)
     return pcm, lang
 
 
@@ -77,8 +90,12 @@ async def _read_form(request: Request) -> Tuple[bytes, Optional[str], Optional[s
 
 async def read_json_audio(request: Request, default_lang: Optional[str],
                           max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS) -> Tuple[audio_mod.PCM, Optional[str]]:
-    """The audio and language of a /stt/json body (parsed and decoded on a worker thread)."""
-    return await run_in_threadpool(_json_audio, await request.body(), default_lang, max_seconds)
+    """The audio and language of a /stt/json body (a large one parsed and decoded on a worker
+    thread)."""
+    body = await request.body()
+    if len(body) <= INLINE_DECODE_BYTES:
+        return _json_audio(body, default_lang, max_seconds)
+    return await run_in_threadpool(_json_audio, body, default_lang, max_seconds)
 
 
 def _json_audio(body: bytes, default_lang: Optional[str],
@@ -108,14 +125,15 @@ def _decode(data: bytes, rate: Any, width: Any, content_type: Optional[str],
 
     Raises Refusal(400) for a bad parameter or no audio; AudioError subclasses otherwise.
     """
-    pcm = decoding.decode(data, content_type=content_type, sample_rate=_whole(rate, "sample_rate"),
-                          sample_width=_whole(width, "sample_width"), max_seconds=max_seconds)
+    pcm = decoding.decode(data, content_type=content_type, sample_rate=whole_number(rate, "sample_rate"),
+                          sample_width=whole_number(width, "sample_width"), max_seconds=max_seconds)
     if not pcm.data:
         raise Refusal(400, "the request carries no audio")
     return pcm
 
 
-def _whole(value: Any, name: str) -> Optional[int]:
+def whole_number(value: Any, name: str) -> Optional[int]:
+    """A whole-number parameter (text from a query, a number from JSON); None when absent."""
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -132,6 +150,17 @@ def parse_lang(value: Optional[str]) -> Optional[str]:
     if len(value) > MAX_LANG_CHARS or not LANG_TAG.fullmatch(value):
         raise Refusal(400, f"'lang' must be a language tag such as en-US; got {value[:40]!r}")
     return value
+
+
+def parse_candidates(given: Optional[str]) -> list:
+    """/lang_detect's valid_langs (comma-separated, repeated ones already joined)."""
+    valid = [v for v in (parse_lang(v.strip()) for v in (given or "").split(",")) if v]
+    if not valid:
+        raise Refusal(400, "valid_langs is required, e.g. ?valid_langs=en-US,pt-PT")
+    if "auto" in valid:
+        raise Refusal(400, "valid_langs names the languages to choose from, e.g. en-US,pt-PT; "
+                           "'auto' is not one")
+    return valid
 
 
 def too_large(limit: int) -> Refusal:

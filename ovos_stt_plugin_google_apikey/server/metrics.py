@@ -8,13 +8,19 @@ import time
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, Dict, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import errors
-from .wire import billed_seconds
+from .. import errors
+from ..wire import billed_seconds
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")   # prometheus_client's per-process file

@@ -1,16 +1,24 @@
 """The server contract as OpenAPI: what each route reads and answers, for FastAPI's schema.
 
 The STT routes read their own request (uploads.py): the body is streamed under a size limit
-and must not be parsed by FastAPI first, so parameters and bodies are declared here with
-``openapi_extra`` and the answers with ``responses``; nothing here parses a request.
+and must not be parsed by FastAPI first, so bodies are declared here with ``openapi_extra`` and
+the answers with ``responses``. Query parameters are declared once, as ``Param``s: the same
+declaration is the schema and the parser (``read_query``).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pydantic import BaseModel, Field
 
-from .uploads import LANG_TAG, MAX_LANG_CHARS
+from .uploads import (
+    LANG_TAG,
+    MAX_LANG_CHARS,
+    parse_candidates,
+    parse_lang,
+    whole_number,
+)
 
 # uploads.LANG_TAG, anchored, empty allowed (an empty lang means "the default")
 LANG_PATTERN = rf"^({LANG_TAG.pattern})?$"
@@ -53,6 +61,7 @@ class Status(BaseModel):
     version: str
     busy: int = Field(description="requests holding a slot now")
     capacity: int = Field(description="requests admitted at once; more get 503")
+    buffered: int = Field(description="bytes of request bodies held now")
     totals: Totals
 
 
@@ -62,19 +71,51 @@ class ErrorBody(BaseModel):
     error: str
 
 
-def _query(name: str, description: str, schema: Dict[str, Any], required: bool = False) -> Dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema}
+@dataclass(frozen=True)
+class Param:
+    """A query parameter, declared once: its OpenAPI form and how it is read (``parse`` takes
+    the raw text, None when absent, and raises Refusal(400) with one line for a bad value)."""
+
+    name: str
+    description: str
+    schema: Dict[str, Any]
+    parse: Callable[[Optional[str]], Any]
+    required: bool = False
+    repeated: bool = False       # ?a=x&a=y is joined with commas, as a list would be
+
+    def openapi(self) -> Dict[str, Any]:
+        return {"name": self.name, "in": "query", "required": self.required,
+                "description": self.description, "schema": self.schema}
+
+    def read(self, query: Any) -> Any:
+        if self.repeated:
+            given = query.getlist(self.name)
+            return self.parse(",".join(given) if given else None)
+        return self.parse(query.get(self.name))
+
+
+def read_query(query: Any, params: Sequence[Param]) -> Dict[str, Any]:
+    """Every declared parameter's value, by name. Raises Refusal(400)."""
+    return {param.name: param.read(query) for param in params}
+
+
+def _whole_param(name: str) -> Callable[[Optional[str]], Optional[int]]:
+    return lambda raw: whole_number(raw, name)
 
 
 LANG = {"type": "string", "maxLength": MAX_LANG_CHARS, "pattern": LANG_PATTERN}
+LANG_PARAM = Param("lang", "language tag (en-US, pt-BR, auto); default: the server's", LANG, parse_lang)
 AUDIO_QUERY = [
-    _query("lang", "language tag (en-US, pt-BR, auto); default: the server's", LANG),
-    _query("sample_rate", "for raw PCM: samples per second (default 16000); ignored for a file",
-           {"type": "integer", "minimum": 1000, "maximum": 768000}),
-    _query("sample_width", "for raw PCM: bytes per sample (default 2); ignored for a file",
-           {"type": "integer", "minimum": 1, "maximum": 4}),
+    LANG_PARAM,
+    Param("sample_rate", "for raw PCM: samples per second (default 16000); ignored for a file",
+          {"type": "integer", "minimum": 1000, "maximum": 768000}, _whole_param("sample_rate")),
+    Param("sample_width", "for raw PCM: bytes per sample (default 2); ignored for a file",
+          {"type": "integer", "minimum": 1, "maximum": 4}, _whole_param("sample_width")),
 ]
+DETECT_QUERY = [
+    Param("valid_langs", "candidate language tags, comma-separated (at most 32)",
+          {"type": "string", "minLength": 2}, parse_candidates, required=True, repeated=True),
+    *AUDIO_QUERY]
 AUDIO_FILE_TYPES = ["audio/wav", "audio/flac", "audio/ogg", "audio/aiff", "audio/mpeg"]
 AUDIO_BODY = {"requestBody": {"required": True, "description": (
     "A WAV file (FLAC, Ogg, AIFF and MP3 with the [flac] extra), or raw 16-bit little-endian mono PCM "
@@ -128,24 +169,21 @@ def error_responses(text: bool, skip: Tuple[int, ...] = ()) -> Dict[Any, Dict[st
     return answers
 
 
-STT = dict(
+STT: Dict[str, Any] = dict(
     summary="Transcribe audio",
     response_description='the transcript as text ("" when no speech was heard)',
     responses=error_responses(text=True, skip=(501,)),
-    openapi_extra={"parameters": AUDIO_QUERY, **AUDIO_BODY})
-STT_JSON = dict(
+    openapi_extra={"parameters": [p.openapi() for p in AUDIO_QUERY], **AUDIO_BODY})
+STT_JSON: Dict[str, Any] = dict(
     summary="Transcribe base64 audio sent as JSON",
     responses={200: {"model": Transcript}, **error_responses(text=False, skip=(501,))},
     openapi_extra=JSON_BODY)
-LANG_DETECT = dict(
+LANG_DETECT: Dict[str, Any] = dict(
     summary="Which of the candidate languages is spoken",
     responses={200: {"model": Detection}, **error_responses(text=False)},
-    openapi_extra={"parameters": [
-        _query("valid_langs", "candidate language tags, comma-separated (at most 32)",
-               {"type": "string", "minLength": 2}, required=True),
-        *AUDIO_QUERY], **AUDIO_BODY})
-STATUS = dict(summary="Health and totals since start (no token needed)", response_model=Status)
-METRICS = dict(
+    openapi_extra={"parameters": [p.openapi() for p in DETECT_QUERY], **AUDIO_BODY})
+STATUS: Dict[str, Any] = dict(summary="Health and totals since start (no token needed)", response_model=Status)
+METRICS: Dict[str, Any] = dict(
     summary="Prometheus metrics",
     response_description="the Prometheus text format",
     responses={200: {"content": {METRICS_MEDIA_TYPE: {"schema": {"type": "string"}}}},

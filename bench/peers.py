@@ -1,0 +1,212 @@
+"""This server against the bridge users run today, in one run, alternating: `ovos-google-stt serve`
+at its defaults, the seed Flask bridge (--peer, optional), and the same clients posting straight
+to the fake Google (no bridge). 32 clients, then 1, posting 4.5 s clips; the fake answers in 150 ms.
+
+    python bench/peers.py [--peer /work/shared/peers/seed_bridge.py] [--rounds 2] [--out bench/results]
+
+Reports medians over the rounds of: requests/s at 32 clients, server CPU per request (utime +
+stime of the server process over the measured requests), added latency at 1 client (p50 minus
+the no-bridge p50 of the same round), and the ratios the issue sets as targets.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE)]
+
+from capacity import Served, _cpu_seconds, free_port  # noqa: E402
+from children import KEY  # noqa: E402
+from load import Child, drive  # noqa: E402
+from speechlike import RATE, speech_like  # noqa: E402
+from stats import machine  # noqa: E402
+
+CLIP = 4.5
+DELAY = 0.15
+
+
+def _threads_cpu(pid: int) -> Dict[str, float]:
+    """CPU seconds by thread kind: the event loop (the main thread) and the rest (the Google
+    call on worker threads, decoding hops)."""
+    out = {"loop": 0.0, "workers": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            out["loop" if int(tid) == pid else "workers"] += used
+    return out
+
+
+class Peer:
+    """The seed bridge (Flask's threaded development server), as its source says to run it."""
+
+    def __init__(self, script: str, endpoint: str) -> None:
+        import requests
+        self.port = free_port()
+        env = {**os.environ, "STT_PW": KEY, "PORT": str(self.port), "STT_LANG": "en-US",
+               "GOOGLE_URL": endpoint + "/v1/speech:recognize"}
+        self.proc = subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the peer did not start (exit {self.proc.poll()})")
+            with contextlib.suppress(requests.RequestException):
+                requests.get(self.url + "/", timeout=1)
+                break
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def started(kind: str, endpoint: str, peer: Optional[str]) -> Iterator[Any]:
+    bridge = Served(endpoint, 1) if kind == "server" else Peer(peer or "", endpoint)
+    try:
+        yield bridge
+    finally:
+        bridge.close()
+
+
+def measure(url: str, body: bytes, headers: Dict[str, str], cpu: Any, clients: int,
+            total: int) -> Dict[str, Any]:
+    drive(url, body, headers, 1, 1)                      # imports, pools
+    pid = getattr(getattr(cpu, "__self__", None), "proc", None)
+    threads_before = _threads_cpu(pid.pid) if pid else None
+    before = cpu() if cpu else 0.0
+    codes: Dict[str, int] = {}
+    latencies, failed, wall = drive(url, body, headers, clients, total, codes)
+    used = (cpu() - before) if cpu else None
+    split = None
+    if threads_before is not None and pid is not None:
+        after, done = _threads_cpu(pid.pid), max(1, len(latencies) + failed)
+        split = {k: (after[k] - threads_before[k]) * 1000 / done for k in after}
+    return {"cpu_ms_per_request_by_thread": split,
+            "rps": len(latencies) / wall, "p50_ms": statistics.median(latencies) * 1000,
+            "failures": failed, "codes": codes,
+            "cpu_ms_per_request": used * 1000 / max(1, len(latencies) + failed) if used is not None else None}
+
+
+def run(peer: Optional[str], rounds: int, many: int, total: int, single: int) -> Dict[str, Any]:
+    from ovos_stt_plugin_google_apikey import audio as audio_mod
+    pcm = audio_mod.PCM(speech_like(CLIP, seed=11), RATE, 2)
+    wav = audio_mod.to_wav(pcm)
+    google = json.dumps({"config": {"encoding": "LINEAR16", "sampleRateHertz": RATE, "languageCode": "en-US"},
+                         "audio": {"content": base64.b64encode(pcm.data).decode("ascii")}}).encode()
+    google_headers = {"X-Goog-Api-Key": KEY, "Content-Type": "application/json; charset=utf-8"}
+    at_start = machine()
+    fake = Child("fake", "--delay", str(DELAY))
+    endpoint = fake.first_line[0]
+    kinds = ["server"] + (["seed"] if peer else [])
+    samples: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds + ["bare"]}
+    try:
+        for n in range(rounds):
+            print(f"[peers] round {n + 1} of {rounds}", file=sys.stderr, flush=True)
+            bare = {"many": measure(endpoint + "/v1/speech:recognize", google, google_headers, None, many, total),
+                    "one": measure(endpoint + "/v1/speech:recognize", google, google_headers, None, 1, single)}
+            samples["bare"].append(bare)
+            for kind in kinds:
+                with started(kind, endpoint, peer) as bridge:
+                    url = bridge.url + "/stt?lang=en-US"
+                    row = {"many": measure(url, wav, {"Content-Type": "audio/wav"}, bridge.cpu_seconds, many, total),
+                           "one": measure(url, wav, {"Content-Type": "audio/wav"}, bridge.cpu_seconds, 1, single)}
+                row["added_ms"] = row["one"]["p50_ms"] - bare["one"]["p50_ms"]
+                samples[kind].append(row)
+    finally:
+        fake.close()
+    return {"machine": at_start, "delay_s": DELAY, "clip_s": CLIP, "clients": many, "requests": total,
+            "single_requests": single, "rounds": rounds, "samples": samples, "summary": summary(samples)}
+
+
+def _median(rows: List[Dict[str, Any]], *path: str) -> float:
+    values = []
+    for row in rows:
+        for key in path:
+            row = row[key]
+        values.append(row)
+    return statistics.median(values)
+
+
+def summary(samples: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"bare_rps": _median(samples["bare"], "many", "rps")}
+    for kind in ("server", "seed"):
+        if samples.get(kind):
+            out[kind] = {"rps": _median(samples[kind], "many", "rps"),
+                         "cpu_ms_per_request": _median(samples[kind], "many", "cpu_ms_per_request"),
+                         "loop_cpu_ms_per_request": _median(samples[kind], "many",
+                                                            "cpu_ms_per_request_by_thread", "loop"),
+                         "added_ms_1_client": _median(samples[kind], "added_ms"),
+                         "failures": sum(r["many"]["failures"] + r["one"]["failures"] for r in samples[kind])}
+    ours = out["server"]
+    out["throughput_vs_bare"] = ours["rps"] / out["bare_rps"]
+    if "seed" in out:
+        out["cpu_vs_seed"] = ours["cpu_ms_per_request"] / out["seed"]["cpu_ms_per_request"]
+        out["added_latency_vs_seed"] = ours["added_ms_1_client"] / out["seed"]["added_ms_1_client"]
+    return out
+
+
+def markdown(result: Dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = [f"{result['clients']} clients, {result['clip_s']:g} s clips, fake answering in "
+             f"{result['delay_s'] * 1000:.0f} ms; medians of {result['rounds']} alternating rounds; "
+             f"load average at start {result['machine'].get('loadavg_at_start')}", "",
+             "| | this server | seed bridge | clients straight to the fake |", "|---|---|---|---|"]
+    seed = s.get("seed", {})
+
+    def cell(d: Dict[str, Any], k: str, f: str) -> str:
+        return f.format(d[k]) if k in d else "—"
+
+    lines.append(f"| requests/s at {result['clients']} clients | {s['server']['rps']:.0f} | "
+                 f"{cell(seed, 'rps', '{:.0f}')} | {s['bare_rps']:.0f} |")
+    lines.append(f"| server CPU per request | {s['server']['cpu_ms_per_request']:.2f} ms | "
+                 f"{cell(seed, 'cpu_ms_per_request', '{:.2f} ms')} | — |")
+    lines.append("| of which the main thread (our event loop; the seed: its accept loop) | "
+                 f"{s['server']['loop_cpu_ms_per_request']:.2f} ms | "
+                 f"{cell(seed, 'loop_cpu_ms_per_request', '{:.2f} ms')} | — |")
+    lines.append(f"| added latency, 1 client (p50) | {s['server']['added_ms_1_client']:.2f} ms | "
+                 f"{cell(seed, 'added_ms_1_client', '{:.2f} ms')} | 0 |")
+    lines += ["", f"- throughput vs no bridge: {s['throughput_vs_bare']:.3f} (target ≥ 0.97)"]
+    if "cpu_vs_seed" in s:
+        lines += [f"- CPU per request vs the seed: {s['cpu_vs_seed']:.2f} (target ≤ 0.5)",
+                  f"- added latency vs the seed: {s['added_latency_vs_seed']:.2f} (target ≤ 0.5)"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer", help="the seed bridge's script (needs flask); left out when not given")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=320, help="requests per round at --clients")
+    parser.add_argument("--single", type=int, default=30, help="requests per round at 1 client")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+    result = run(args.peer, args.rounds, args.clients, args.requests, args.single)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers.json").write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    (out / "peers.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,6 +26,7 @@ from wyoming.info import Describe, Info  # noqa: E402
 
 from audio_samples import tone  # noqa: E402
 from conftest import KEY  # noqa: E402
+from fake_google import Fault  # noqa: E402
 from ovos_stt_plugin_google_apikey import wyoming as wy  # noqa: E402
 from ovos_stt_plugin_google_apikey.settings import Settings  # noqa: E402
 from ovos_stt_plugin_google_apikey.streaming import GoogleAPIKeyStreamingSTT  # noqa: E402
@@ -118,7 +119,8 @@ def test_describe_gives_one_asr_program_in_standard_tags(port):
     assert "en-US" in model.languages and "pt-PT" in model.languages
 
 
-def test_home_assistant_sequence_reaches_google_in_its_language_while_streaming(port, fake):
+def test_home_assistant_sequence_reaches_google_in_its_language_while_streaming(port, fake, caplog):
+    caplog.set_level("DEBUG")
     result = asyncio.run(home_assistant(port, tone(1.0), "pt-PT", pause=0.005))
     transcript = Transcript.from_event(result["event"])
     assert transcript.text == "audio 1.00 seconds at 16000 hertz"
@@ -128,6 +130,28 @@ def test_home_assistant_sequence_reaches_google_in_its_language_while_streaming(
     assert sent.chunked and sent.received_at < result["stopped"]      # uploading before the end
     assert sent.headers["X-Goog-Api-Key"] == KEY and "key" not in sent.query
     assert result["closed"]                                           # one request per connection
+    assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize("fault", ["refused", "dropped"])
+def test_a_failed_streamed_upload_falls_back_and_loses_nothing(port, fake, fault, caplog):
+    if fault == "refused":
+        fake.refuse_chunked = 411               # a proxy that takes no chunked bodies
+    else:
+        fake.script(Fault.drop())               # the progressive request's connection drops
+    result = asyncio.run(home_assistant(port, tone(1.0), "pt-PT"))
+    assert Transcript.from_event(result["event"]).text == "audio 1.00 seconds at 16000 hertz"
+    assert [r.chunked for r in fake.requests if r.method == "POST"] == [True, False]
+    assert recognitions(fake)[-1].json["config"]["languageCode"] == "pt-PT"
+    assert KEY not in caplog.text
+
+
+def test_connections_share_one_engine_a_refusal_is_remembered(port, fake):
+    fake.refuse_chunked = 411
+    for _ in range(2):
+        result = asyncio.run(home_assistant(port, tone(0.5), "en-US"))
+        assert Transcript.from_event(result["event"]).text == "audio 0.50 seconds at 16000 hertz"
+    assert [r.chunked for r in fake.requests if r.method == "POST"] == [True, False, False]
 
 
 def test_without_a_language_the_configured_one(fake, config):

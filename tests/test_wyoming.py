@@ -284,6 +284,7 @@ START = header({"type": "audio-start", "data": {"rate": 16000, "width": 2, "chan
                     b"\0\0"), "ProtocolError", "channels"),
     (header({"type": "transcribe", "data": {"language": 5}}), "ConfigError", "tag"),
     (header({"type": "transcribe", "data": {"language": "en-US\nX-Injected: 1"}}), "ConfigError", "tag"),
+    (header({"type": "transcribe", "data": {"language": "en-US\n"}}), "ConfigError", "tag"),
     (header({"type": "select-program", "data": {"name": "whisper"}}), "ProtocolError", wy.PROGRAM),
     (b"{" + b" " * (70 * 1024) + b"}\n", "ProtocolError", "longer than"),
 ])

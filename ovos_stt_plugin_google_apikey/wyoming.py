@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
+from ovos_utils.lang import standardize_lang_tag
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
@@ -275,7 +276,7 @@ class Handler(AsyncEventHandler):
         text = await asyncio.to_thread(view.stream_stop)
         language = stream.language
         if language == "auto" and stream.transcript is not None and stream.transcript.language:
-            language = stream.transcript.language
+            language = standardize_lang_tag(stream.transcript.language)    # Google's pick, OVOS's form
         LOG.info("wyoming: %.2f s of %s audio transcribed %.0f ms after audio-stop", self.seconds,
                  language, (time.monotonic() - stopped) * 1000)
         await self.write_event(Transcript(text=text or "", language=language).event())

@@ -154,6 +154,46 @@ def test_connections_share_one_engine_a_refusal_is_remembered(port, fake):
     assert [r.chunked for r in fake.requests if r.method == "POST"] == [True, False, False]
 
 
+def test_no_audio_or_silence_is_an_empty_transcript_not_an_error(port, fake):
+    result = asyncio.run(home_assistant(port, b"", "en-US"))          # audio-start, audio-stop
+    assert Transcript.from_event(result["event"]).text == ""
+    assert recognitions(fake) == []                                   # nothing sent to Google
+    result = asyncio.run(home_assistant(port, bytes(16000), "en-US"))
+    assert Transcript.from_event(result["event"]).text == ""
+    assert len(recognitions(fake)) == 1
+
+
+def test_a_configured_auto_lets_google_pick_and_says_which(fake, config):
+    with running({**config, "lang": "auto", "auto_languages": ["pt-PT", "en-US"]}) as port:
+        result = asyncio.run(home_assistant(port, tone(0.5), None))
+    transcript = Transcript.from_event(result["event"])
+    assert transcript.text == "audio 0.50 seconds at 16000 hertz"
+    assert transcript.language == "pt-PT"               # the fake hears the first candidate
+    [sent] = recognitions(fake)
+    assert sent.json["config"]["languageCode"] == "pt-PT"
+    assert sent.json["config"]["alternativeLanguageCodes"] == ["en-US"]
+
+
+def test_a_unix_socket_uri(config, tmp_path):
+    from wyoming.client import AsyncUnixClient
+    path = tmp_path / "stt.sock"
+    engine = wy.build_engine(config)
+    server = wy.WyomingServer(f"unix://{path}", engine, Settings.from_mapping(config, env={}))
+
+    async def go():
+        await server.start()
+        try:
+            async with AsyncUnixClient(str(path)) as client:
+                await client.write_event(Describe().event())
+                return await asyncio.wait_for(client.read_event(), WAIT)
+        finally:
+            await server.stop()
+    try:
+        assert Info.is_type(asyncio.run(go()).type)
+    finally:
+        engine.shutdown()
+
+
 def test_without_a_language_the_configured_one(fake, config):
     with running({**config, "lang": "de-DE"}) as port:
         result = asyncio.run(home_assistant(port, tone(0.5), None))

@@ -14,6 +14,8 @@ CONFIGS = [
     f"{PLUGIN_ID}-streaming.config = ovos_stt_plugin_google_apikey.plugin:GoogleAPIKeySTTConfig",
 ]
 
+WYOMING = ["wyoming>=1.10,<2", "zeroconf>=0.100"]
+
 
 def version() -> str:
     scope: dict = {}
@@ -47,13 +49,16 @@ setup(
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "httptools>=0.6", "python-multipart>=0.0.9",
                    "prometheus_client>=0.16"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
+        # `ovos-google-stt wyoming` (Home Assistant); zeroconf for --zeroconf discovery
+        "wyoming": WYOMING,
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
                  "schemathesis>=4,<5", "matplotlib>=3.5",
                  # its own loaders (module and fallback) in tests/test_ovos_loading.py; pure Python
                  "ovos-dinkum-listener>=0.5,<1",
                  # Google's own description of the API (its discovery document) and its own
                  # client's REST transport: what the fake Google is checked against.
-                 "google-api-python-client>=2.100", "google-cloud-speech>=2.20"],
+                 "google-api-python-client>=2.100", "google-cloud-speech>=2.20",
+                 *WYOMING],
     },
     entry_points={
         "console_scripts": ["ovos-google-stt = ovos_stt_plugin_google_apikey.cli:main"],

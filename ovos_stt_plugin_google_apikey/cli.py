@@ -1,4 +1,4 @@
-"""The ``ovos-google-stt`` command: ``serve``, ``transcribe`` and ``check``."""
+"""The ``ovos-google-stt`` command: ``serve``, ``wyoming``, ``transcribe`` and ``check``."""
 from __future__ import annotations
 
 import argparse
@@ -28,6 +28,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"   # metrics.MULTIPROC_ENV, without im
 WORKER_APP = "ovos_stt_plugin_google_apikey.cli:worker_app"
 DEFAULT_PORT = 9090
 MAX_TOKEN_FILE = 8192
+WYOMING_URI = "tcp://127.0.0.1:10300"      # the port Wyoming STT servers use
 EXIT_CONFIG = 2          # argparse's own status for a usage error
 
 
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--timeout", type=float, help="override the 'timeout' setting (seconds)")
     group.add_argument("--encoding", help="override the 'encoding' setting")
     _add_serve(commands, common, settings)
+    _add_wyoming(commands, common, settings)
     _add_transcribe(commands, common, settings)
     _add_check(commands, common, settings)
     return parser
@@ -132,6 +134,58 @@ def _add_server_options(serve: argparse.ArgumentParser) -> None:
 
 def _bytes(value: int) -> str:
     return f"{value // (1024 * 1024)} MiB" if value % (1024 * 1024) == 0 else str(value)
+
+
+def _add_wyoming(commands: Any, common: argparse.ArgumentParser,
+                 settings: argparse.ArgumentParser) -> None:
+    wyoming = commands.add_parser(
+        "wyoming", parents=[common, settings], help="serve Home Assistant over the Wyoming protocol",
+        description="Speech-to-text for Home Assistant's Wyoming integration, uploading while the "
+                    f"audio arrives. The API key is read from {' or '.join(KEY_ENV_VARS)} or the "
+                    "config, never from the command line. Needs the [wyoming] extra.")
+    wyoming.add_argument("--uri", default=WYOMING_URI,
+                         help=f"tcp://HOST:PORT or unix://PATH to listen on (default: {WYOMING_URI})")
+    wyoming.add_argument("--lang", default=os.environ.get("STT_LANG") or None,
+                         help="language when a request names none (default: $STT_LANG, else the "
+                              "plugin's or OVOS's)")
+    # The defaults are wyoming.Options'.
+    wyoming.add_argument("--max-connections", type=_positive, default=64,
+                         help="clients served at once; more get an error event (default: 64)")
+    wyoming.add_argument("--idle-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                         help="a client silent this long is disconnected (default: 30)")
+    wyoming.add_argument("--max-audio-seconds", type=_seconds, default=120.0, metavar="SECONDS",
+                         help="longest utterance; longer gets an error event (default: 120)")
+    wyoming.add_argument("--zeroconf", nargs="?", const="google-stt", metavar="NAME",
+                         help="announce the server over zeroconf so Home Assistant discovers it "
+                              "(NAME default: google-stt)")
+    wyoming.set_defaults(func=_wyoming)
+
+
+def _wyoming(args: argparse.Namespace) -> int:
+    import asyncio
+    try:
+        from . import wyoming
+        if args.zeroconf:
+            import zeroconf  # noqa: F401
+    except ImportError as exc:
+        print(f"ovos-google-stt: the Wyoming server needs its extra ({exc.name} is missing): "
+              "pip install 'ovos-stt-plugin-google-apikey[wyoming]'", file=sys.stderr)
+        return EXIT_CONFIG
+    config = _plugin_config(args)
+    options = wyoming.Options(max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+                              max_audio_seconds=args.max_audio_seconds)
+    engine = wyoming.build_engine(config)
+    try:
+        server = wyoming.WyomingServer(args.uri, engine, Settings.from_mapping(config), options,
+                                       args.zeroconf)
+        asyncio.run(wyoming.serve(server))
+    except OSError as exc:           # the port is taken, the socket path not writable
+        print(f"ovos-google-stt: cannot listen on {args.uri}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    finally:
+        if engine is not None:
+            engine.shutdown()
+    return 0
 
 
 def _add_transcribe(commands: Any, common: argparse.ArgumentParser,
@@ -304,7 +358,7 @@ def worker_app() -> Any:
 def _setup_logging(verbose: bool, command: str = "serve") -> None:
     # The server logs a line per request at INFO; the one-shot commands print their result and
     # keep retries and such to -v.
-    _log_to_stderr("DEBUG" if verbose else "INFO" if command == "serve" else "WARNING")
+    _log_to_stderr("DEBUG" if verbose else "INFO" if command in ("serve", "wyoming") else "WARNING")
 
 
 def _server_options(args: argparse.Namespace) -> Any:

@@ -26,9 +26,8 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 hypothesis_settings.register_profile("deterministic", derandomize=True, database=None)
 hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
-from ovos_utils.log import LOG  # noqa: E402
-
 from fake_google import FakeGoogle  # noqa: E402
+from ovos_utils.log import LOG  # noqa: E402
 
 _LOG_CREATE = LOG.create_logger     # the real one, before any test (or the CLI) wraps it
 
@@ -91,6 +90,35 @@ def make_engine(fake):
     yield make
     for engine in built:
         engine.shutdown()
+
+
+def build_plugin(endpoint: str, **settings):
+    """The one-shot plugin built directly, as the server, the CLI and the Wyoming server build
+    it: against ``endpoint``, short deadlines and no retries unless a test says otherwise."""
+    from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
+    config = {"key": KEY, "endpoint": endpoint, "lang": "en-US", "timeout": 3, "retries": 0}
+    return GoogleAPIKeySTT({**config, **settings})
+
+
+@pytest.fixture
+def plugin(fake):
+    """``plugin(**settings)``: build_plugin against the shared fake Google, shut down after."""
+    built = []
+
+    def make(**settings):
+        built.append(build_plugin(fake.endpoint, **settings))
+        return built[-1]
+
+    yield make
+    for engine in built:
+        engine.shutdown()
+
+
+@pytest.fixture
+def engine(plugin):
+    """The plugin at the test defaults; a test file needing other settings overrides this
+    fixture with ``plugin(...)``."""
+    return plugin()
 
 
 def run_with_mycroft_conf(tmp_path, conf: dict, code: str) -> subprocess.CompletedProcess:

@@ -14,12 +14,11 @@ from typing import Dict, Tuple
 import pytest
 
 prometheus_client = pytest.importorskip("prometheus_client")    # the [server] extra
+from audio_samples import tone, wav  # noqa: E402
+from conftest import KEY, build_plugin  # noqa: E402
+from fake_google import Fault, default_recognizer  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from audio_samples import tone, wav  # noqa: E402
-from conftest import KEY  # noqa: E402
-from fake_google import Fault, default_recognizer  # noqa: E402
-from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT  # noqa: E402
 from ovos_stt_plugin_google_apikey.server import create_app  # noqa: E402
 
 with warnings.catch_warnings():
@@ -32,15 +31,7 @@ Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
 
 def build_engine(fake, **settings):
-    config = {"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "timeout": 3, "retries": 0}
-    return GoogleAPIKeySTT({**config, **settings})
-
-
-@pytest.fixture
-def engine(fake):
-    engine = build_engine(fake)
-    yield engine
-    engine.shutdown()
+    return build_plugin(fake.endpoint, **settings)
 
 
 @pytest.fixture

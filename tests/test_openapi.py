@@ -7,14 +7,13 @@ import warnings
 
 import pytest
 import requests
-from hypothesis import HealthCheck, settings
-
 from audio_samples import tone, wav
-from conftest import KEY
-from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
-from ovos_stt_plugin_google_apikey.server.contract import AUDIO_FILE_TYPES
-from ovos_stt_plugin_google_apikey.server import create_app
+from conftest import build_plugin
+from hypothesis import HealthCheck, settings
 from test_server import running
+
+from ovos_stt_plugin_google_apikey.server import create_app
+from ovos_stt_plugin_google_apikey.server.contract import AUDIO_FILE_TYPES
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")            # Starlette's httpx2 hint
@@ -22,14 +21,6 @@ with warnings.catch_warnings():
 
 TOKEN = "openapi-token-for-tests"
 STT_ROUTES = {"/stt": "post", "/stt/json": "post", "/lang_detect": "post"}
-
-
-@pytest.fixture
-def engine(fake):
-    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US",
-                              "timeout": 3, "retries": 0})
-    yield engine
-    engine.shutdown()
 
 
 def schema_of(app):
@@ -135,8 +126,7 @@ except ImportError:                           # pragma: no cover
 
 @pytest.fixture(scope="module")
 def token_app(fake_server):
-    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake_server.endpoint, "lang": "en-US",
-                              "timeout": 3, "retries": 0})
+    engine = build_plugin(fake_server.endpoint)
     yield create_app(engine, token=TOKEN)
     engine.shutdown()
 

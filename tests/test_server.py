@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from audio_samples import silence, tone, wav
+from conftest import build_plugin
+from fake_google import Fault
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audio_samples import silence, tone, wav
-from fake_google import Fault
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.server import create_app, make_server
 from ovos_stt_plugin_google_apikey.version import __version__
@@ -31,7 +32,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-KEY = "test-key"
+from conftest import KEY  # noqa: E402  (one source for the fake key)
+
 TOKEN = "s3cret-token-for-tests"
 SERVER_LOG = "ovos_stt_plugin_google_apikey.server"   # in the name of OVOS LOG's logger
 SPEECH = wav(tone(1.0))                  # a tone stands in for speech
@@ -39,15 +41,7 @@ HEARD = "audio 1.00 seconds at 16000 hertz"
 
 
 def build_engine(fake, **settings):
-    config = {"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "timeout": 3, "retries": 0}
-    return GoogleAPIKeySTT({**config, **settings})
-
-
-@pytest.fixture
-def engine(fake):
-    engine = build_engine(fake)
-    yield engine
-    engine.shutdown()
+    return build_plugin(fake.endpoint, **settings)
 
 
 @pytest.fixture

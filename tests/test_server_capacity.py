@@ -12,15 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from audio_samples import tone, wav
 
 pytest.importorskip("fastapi")
 
 import fake_google  # noqa: E402
+from test_server import HEARD, KEY, SPEECH, build_engine, running, serve_command  # noqa: E402
+
 from ovos_stt_plugin_google_apikey import cli  # noqa: E402
 from ovos_stt_plugin_google_apikey.server import ServerOptions, create_app  # noqa: E402
-from test_server import HEARD, KEY, SPEECH, build_engine, running, serve_command  # noqa: E402
 
 HANG_GUARD = 20          # seconds: only catches a hang, never judges speed
 
@@ -52,10 +52,8 @@ def status_line(answer: bytes) -> bytes:
 
 
 @pytest.fixture
-def engine(fake):
-    engine = build_engine(fake, timeout=10)
-    yield engine
-    engine.shutdown()
+def engine(plugin):
+    return plugin(timeout=10)
 
 
 def test_silent_half_sent_uploads_hold_no_slot_and_get_408(engine, fake):

@@ -31,10 +31,8 @@ C1_AND_C0 = [chr(c) for c in (*range(0x00, 0x20), *range(0x7f, 0xa0))]
 
 
 @pytest.fixture
-def engine(fake):
-    engine = build_engine(fake, timeout=10)
-    yield engine
-    engine.shutdown()
+def engine(plugin):
+    return plugin(timeout=10)
 
 
 def port_of(url: str) -> int:

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from audio_samples import tone, wav
 from test_audio import riff
-from test_server import HEARD, SPEECH, build_engine, running
+from test_server import HEARD, SPEECH, running
+
 from ovos_stt_plugin_google_apikey import cli
 from ovos_stt_plugin_google_apikey.server import create_app
 
@@ -41,13 +41,6 @@ def flac_bomb():
 @pytest.fixture(scope="module")
 def opus_bomb():
     return compressed(600, "OGG", "OPUS", 48000)                    # 10 min: 5x the default budget
-
-
-@pytest.fixture
-def engine(fake):
-    engine = build_engine(fake)
-    yield engine
-    engine.shutdown()
 
 
 @pytest.fixture

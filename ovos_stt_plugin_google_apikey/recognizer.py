@@ -1,47 +1,95 @@
-"""From 16-bit mono PCM to a Transcript: one request, long audio in parallel chunks, or a
-fan-out over candidate languages. Independent of OVOS."""
+"""From 16-bit mono PCM to a Transcript: the one path every way in takes (languages and
+``auto``, the refused-model fallback, long audio in parallel parts, language candidates,
+uploads streamed as they are spoken, joining, what it cost). Independent of OVOS."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 import time
 import weakref
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 from . import audio as audio_mod
 from . import encoders, errors
 from .client import SpeechClient
-from .errors import (APIError, AudioError, ClosedError, ConfigError, GoogleSTTError,
-                     ModelNotSupportedError)
+from .errors import (
+    APIError,
+    AudioError,
+    ClosedError,
+    ConfigError,
+    GoogleSTTError,
+    ModelNotSupportedError,
+    UnavailableError,
+)
+from .languages import to_google
 from .log import ModuleLog
 from .settings import Settings
-from .wire import (MAX_REQUEST_BYTES, Alternative, Transcript, build_recognize_body,
-                   parse_response)
+from .wire import (
+    LINEAR16,
+    MAX_REQUEST_BYTES,
+    Alternative,
+    Transcript,
+    billed_seconds,
+    body_parts,
+    build_recognize_body,
+    join_texts,
+    parse_response,
+    total_billed,
+)
 
 LOG = ModuleLog(__name__)
 
+AUTO = "auto"                  # the language meaning "choose from auto_languages"
 CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
 LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes
 MAX_CANDIDATES = 32            # 8 parallel requests at most for one detection
 BODY_OVERHEAD = 4096           # JSON around the base64 audio, generously
+# Statuses with which an HTTP server refuses a chunked body it will not take: 411 (Length
+# Required) whatever its body says; the others when the body is not a google.rpc.Status.
+LENGTH_REQUIRED = 411
+REFUSALS = frozenset({400, 405, LENGTH_REQUIRED, 413, 415, 501, 505})
 
 Progress = Callable[[int, int], None]
+# Told of every attempt: Google's 200 JSON or the APIError, the seconds it took, whether a retry.
+AttemptObserver = Callable[[Any, float, bool], None]
 
 
 class Recognizer:
     """Thread-safe; owns one pooled client and two bounded worker pools: one for the parts of
     long recordings, one for language candidates, so a detection or a short utterance never
-    queues behind the parts of a long recording."""
+    queues behind the parts of a long recording.
 
-    def __init__(self, settings: Settings, client: Optional[SpeechClient] = None) -> None:
+    ``default_language`` is the language when neither the call nor ``settings.lang`` names one
+    (the OVOS plugin passes OVOS's own). Raises ConfigError when ``lang`` is ``auto`` with
+    nothing to choose from.
+    """
+
+    def __init__(self, settings: Settings, client: Optional[SpeechClient] = None, *,
+                 default_language: Optional[str] = None) -> None:
         encoders.check_available(settings.encoding)
         self.settings = settings
+        self.default_language = default_language
+        self._auto = _auto_candidates(settings, default_language)
         self.client = client or SpeechClient(settings, pool_size=max(16, 2 * settings.max_workers))
         self._parts = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-part")
         self._candidates = ThreadPoolExecutor(settings.max_workers, thread_name_prefix="google-stt-lang")
         self._no_model: Set[str] = set()        # languages the configured model refused
+        self._chunked_refused = False           # the endpoint refused a chunked upload
+        self._billed = 0.0
         self._lock = threading.Lock()
         self._submitted: "weakref.WeakSet[Future[Transcript]]" = weakref.WeakSet()
 
@@ -60,32 +108,117 @@ class Recognizer:
             pool.shutdown(wait=True)
         self.client.close()
 
-    def recognize(self, pcm: audio_mod.PCM, languages: Sequence[str],
+    # -- the public engine API beside recognition (the server and metrics use these)
+
+    @property
+    def billed_seconds(self) -> float:
+        """What Google billed (its totalBilledTime) for every answer since this was made."""
+        with self._lock:
+            return self._billed
+
+    def reserve(self, connections: int) -> None:
+        """Allow at least ``connections`` requests to Google at once (the pool blocks when full).
+        Call before recognising: connections already open are closed."""
+        self.client.ensure_pool_size(connections)
+
+    def observe_attempts(self, observer: Optional[AttemptObserver]) -> None:
+        """Tell ``observer`` of every attempt from now on (one observer; None for none)."""
+        self.client.on_attempt = observer
+
+    @property
+    def model_refused_for(self) -> Set[str]:
+        return set(self._no_model)
+
+    # -- languages: the one resolution
+
+    def languages_for(self, lang: Optional[str] = None) -> List[str]:
+        """Google tags to try, the preferred first: ``lang``, else ``settings.lang``, else
+        ``default_language``; when that is ``auto``, the ``auto_languages`` (or, with none, the
+        configured or default language). Raises ConfigError."""
+        if lang is not None and not isinstance(lang, str):
+            raise ConfigError(f"the language must be a tag such as en-US; got {lang!r:.100}")
+        chosen = lang or self.settings.lang or self.default_language
+        if not chosen:
+            raise ConfigError("no language: set 'lang' (a tag such as en-US) or pass one")
+        if chosen.strip().lower() != AUTO:
+            return [to_google(chosen)]
+        if not self._auto:
+            raise ConfigError(f"the language is '{AUTO}' but there is nothing to choose from: set "
+                              "'auto_languages', e.g. [\"en-US\", \"pt-PT\"]")
+        return list(self._auto)
+
+    def model_for(self, language: str) -> Optional[str]:
+        """The model to ask for ``language``: none once Google refused the configured one."""
+        return None if language in self._no_model else self.settings.model
+
+    # -- recognition
+
+    def recognize(self, pcm: audio_mod.PCM, lang: Optional[str] = None,
                   progress: Optional[Progress] = None) -> Transcript:
-        """Transcribe 16-bit mono PCM; ``languages`` are Google tags, the first preferred.
+        """Transcribe 16-bit mono PCM in ``lang`` (any tag OVOS or Google uses, or ``auto``;
+        None for the configured language).
 
         Audio over CHUNK_SECONDS is cut at quiet points and its parts recognised in parallel;
         any failed part fails the whole (no silently shortened text). Raises GoogleSTTError.
         """
         if not pcm.data:
             raise AudioError("the audio is empty")
+        languages = self.languages_for(lang)
         if pcm.duration <= CHUNK_SECONDS:
             transcript = self.recognize_languages(pcm, languages)
             if progress:
                 progress(1, 1)
-            return transcript
+            return self._logged(transcript)
         pieces = audio_mod.split(pcm, CHUNK_SECONDS)
         detection = None
         if len(languages) > 1:            # decide the language once, on the first part
             detection = self.recognize_languages(pieces[0], languages)
             languages = [detection.language] if detection.language else languages[:1]
         transcript = self._recognize_pieces(pieces, languages[0], progress)
-        if detection is None:
-            return transcript
-        return replace(transcript, billed_seconds=_billed([detection, transcript]))
+        if detection is not None:
+            transcript = replace(transcript, billed_seconds=total_billed([detection, transcript]))
+        return self._logged(transcript)
+
+    def detect_language(self, pcm: audio_mod.PCM,
+                        candidates: Optional[Iterable[str]] = None) -> Tuple[str, float]:
+        """The candidate Google hears best in the first part of ``pcm``, as (the tag as given,
+        the transcript's confidence: 0.5 when Google gives none, 0.0 for no speech).
+
+        Candidates: ``candidates``, else ``auto_languages``. Raises ConfigError, GoogleSTTError.
+        """
+        if isinstance(candidates, str):         # one tag, not its letters
+            candidates = [candidates]
+        try:
+            given = list(candidates or self.settings.auto_languages)
+        except TypeError:
+            given = [candidates]                # type: ignore[list-item]
+        if any(not isinstance(tag, str) or not tag for tag in given):
+            raise ConfigError(f"candidate languages must be tags such as en-US; got "
+                              f"{candidates!r:.200}")
+        given = list(dict.fromkeys(given))
+        if not given:
+            raise ConfigError("no candidate languages: pass valid_langs or set 'auto_languages'")
+        if len(given) == 1:
+            return given[0], 1.0
+        by_google = {to_google(tag): tag for tag in given}
+        piece = audio_mod.split(pcm, CHUNK_SECONDS)[0]
+        transcript = self._logged(self.recognize_languages(piece, list(by_google)))
+        if not transcript.alternatives:
+            return given[0], 0.0
+        confidence = transcript.alternatives[0].confidence
+        return (by_google.get(transcript.language or "", given[0]),
+                0.5 if confidence is None else confidence)
+
+    def stream(self, lang: Optional[str] = None, *, sample_rate: int = 16000,
+               sample_width: int = 2, progressive: bool = True) -> "StreamedUpload":
+        """An utterance to be recognised as it arrives (see StreamedUpload); uploaded while it
+        comes when ``progressive`` and the ``progressive_upload`` setting allow."""
+        return StreamedUpload(self, lang, sample_rate, sample_width,
+                              progressive and self.settings.progressive_upload)
 
     def recognize_languages(self, pcm: audio_mod.PCM, languages: Sequence[str]) -> Transcript:
-        """One piece in whichever candidate language Google hears best (``.language``).
+        """One piece in whichever candidate language (Google tags) Google hears best
+        (``.language``).
 
         One ``timeout`` from this call bounds it all: waiting for a worker, every request and
         retry; only the time an upload keeps moving is added, as for any request (a group that
@@ -101,7 +234,7 @@ class Recognizer:
         futures = [self._submit(self._candidates, self.recognize_piece, pcm, g[0], g[1:], deadline)
                    for g in groups]
         transcripts = _gather(futures)
-        return replace(max(transcripts, key=_score), billed_seconds=_billed(transcripts))
+        return replace(max(transcripts, key=_score), billed_seconds=total_billed(transcripts))
 
     def recognize_piece(self, pcm: audio_mod.PCM, language: str,
                         alternatives: Sequence[str] = (), deadline: Optional[float] = None) -> Transcript:
@@ -110,30 +243,32 @@ class Recognizer:
         if deadline is None:
             deadline = time.monotonic() + self.settings.timeout
         encoded = encoders.encode(pcm, self.settings.encoding)
-        model = None if language in self._no_model else self.settings.model
-        body = build_recognize_body(self.settings, encoded.data, language,
-                                    encoding=encoded.encoding, sample_rate=encoded.sample_rate,
-                                    model=model, alternative_languages=alternatives)
+        model = self.model_for(language)
+        body = self.body(encoded.data, language, encoding=encoded.encoding,
+                         sample_rate=encoded.sample_rate, model=model, alternatives=alternatives)
         size = len(body["audio"]["content"]) + BODY_OVERHEAD
         if size > MAX_REQUEST_BYTES:
             raise AudioError(f"the request would be about {size} bytes; Google accepts at most "
                              f"{MAX_REQUEST_BYTES}")
         try:
-            answer = self.client.recognize(body, deadline)
+            answer = self._counted(self.client.recognize(body, deadline))
         except ModelNotSupportedError:
             if not model:
                 raise
-            LOG.warning("Google's model %s does not support %s; using Google's default model "
-                        "for %s from now on", model, language, language)
-            with self._lock:
-                self._no_model.add(language)
+            self._refuse_model(model, language)
             body["config"].pop("model")
             # A timeout of its own: the refused request's upload may have used this one's
             # (once per language: the refusal is remembered).
-            answer = self.client.recognize(body, time.monotonic() + self.settings.timeout)
-        transcript = parse_response(answer)
-        return Transcript(transcript.alternatives, _match(transcript.language, language, alternatives),
-                          transcript.billed_seconds)
+            answer = self._counted(self.client.recognize(body, time.monotonic() + self.settings.timeout))
+        return _transcript(answer, language, alternatives)
+
+    def body(self, content: bytes, language: str, *, encoding: str = LINEAR16,
+             sample_rate: int = 16000, model: Optional[str] = None,
+             alternatives: Sequence[str] = ()) -> Dict[str, Any]:
+        """The recognize body for ``content`` with these settings."""
+        return build_recognize_body(content, language, encoding=encoding, sample_rate=sample_rate,
+                                    model=model, alternative_languages=alternatives,
+                                    **self.settings.body_options())
 
     def _recognize_pieces(self, pieces: List[audio_mod.PCM], language: str,
                           progress: Optional[Progress]) -> Transcript:
@@ -155,8 +290,9 @@ class Recognizer:
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
         confidence = (sum(known) / len(known)) if known and None not in known else None  # type: ignore[operator]
         if not texts:
-            return Transcript((), language, _billed(parts))
-        return Transcript((Alternative(" ".join(texts), confidence),), language, _billed(parts))
+            return Transcript((), language, total_billed(parts))
+        return Transcript((Alternative(join_texts(texts, language), confidence),), language,
+                          total_billed(parts))
 
     def _submit(self, pool: ThreadPoolExecutor, fn: Callable[..., Transcript],
                 *args: object) -> "Future[Transcript]":
@@ -167,9 +303,169 @@ class Recognizer:
         self._submitted.add(future)
         return future
 
-    @property
-    def model_refused_for(self) -> Set[str]:
-        return set(self._no_model)
+    def _refuse_model(self, model: str, language: str) -> None:
+        LOG.warning("Google's model %s does not support %s; using Google's default model "
+                    "for %s from now on", model, language, language)
+        with self._lock:
+            self._no_model.add(language)
+
+    def _refuse_chunked(self, why: str) -> None:
+        with self._lock:
+            self._chunked_refused = True
+        LOG.warning("%s; uploading after the user stops speaking from now on", why)
+
+    def _counted(self, answer: Dict[str, Any]) -> Dict[str, Any]:
+        """Google's 200 answer, its billed time added to the total."""
+        seconds = billed_seconds(answer)
+        if seconds:
+            with self._lock:
+                self._billed += seconds
+        return answer
+
+    def _logged(self, transcript: Transcript) -> Transcript:
+        if transcript.billed_seconds is None:
+            LOG.debug("Google did not say what it billed for this recognition (%g s in all)",
+                      self.billed_seconds)
+        else:
+            LOG.debug("Google billed %g s for this recognition (%g s in all)",
+                      transcript.billed_seconds, self.billed_seconds)
+        return transcript
+
+
+class _Abandon(Exception):
+    """Raised inside the body generator to give up on the progressive request; ``expected``
+    when nothing failed (the audio or the language only fit the ordinary path)."""
+
+    def __init__(self, why: str, expected: bool = False) -> None:
+        super().__init__(why)
+        self.expected = expected
+
+
+class StreamedUpload:
+    """One utterance of 16-bit PCM arriving in chunks, recognised through its Recognizer.
+
+    ``run(chunks)`` opens the speech:recognize POST at once with a chunked body (the JSON up to
+    the audio, then the base64 of each chunk as it comes, the closing JSON when ``chunks``
+    ends) when it can: LINEAR16 at a rate Google takes, at most one request's candidate
+    languages, an endpoint that has not refused a chunked body. Every chunk is also kept: when
+    the upload cannot be used (too long, the language changed, a refused chunked body, Google
+    unavailable, the model refused), the buffered audio is recognised the ordinary way, so no
+    utterance is lost. ``lang`` may change until ``chunks`` ends; ``abandon()``, from any
+    thread, gives up: nothing more is sent and the transcript is empty.
+    """
+
+    def __init__(self, recognizer: Recognizer, lang: Optional[str], sample_rate: int,
+                 sample_width: int, progressive: bool) -> None:
+        self.recognizer = recognizer
+        self.lang = lang
+        self.sample_rate = sample_rate
+        self.sample_width = sample_width
+        self.progressive = progressive
+        self.buffer = bytearray()
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+    def run(self, chunks: Iterable[bytes]) -> Transcript:
+        """The transcript of the whole utterance ("" for no speech). Raises GoogleSTTError."""
+        recognizer, chunks = self.recognizer, iter(chunks)
+        languages = recognizer.languages_for(self.lang)
+        if not self._can_upload(languages):
+            recognizer.client.warm()          # DNS, TCP and TLS while the user speaks
+            return self._ordinary(chunks)
+        model = recognizer.model_for(languages[0])
+        try:
+            answer = recognizer.client.recognize_streaming(self._body(chunks, languages, model))
+            transcript = _transcript(recognizer._counted(answer), languages[0], languages[1:])
+            return recognizer._logged(transcript)
+        except _Abandon as why:
+            if self.abandoned:
+                return Transcript()
+            _fell_back(str(why), expected=why.expected)
+        except ModelNotSupportedError:
+            if not model:
+                raise
+            recognizer._refuse_model(model, languages[0])
+        except APIError as exc:
+            if exc.status == LENGTH_REQUIRED or (exc.status in REFUSALS and not exc.reason):
+                recognizer._refuse_chunked(f"the endpoint refused a chunked upload (HTTP {exc.status})")
+            elif not isinstance(exc, UnavailableError):
+                raise                      # the key, quota or request: the same again would fail
+            else:
+                _fell_back(f"the progressive upload failed: {exc}")
+        return self._ordinary(chunks)
+
+    def _can_upload(self, languages: List[str]) -> bool:
+        recognizer = self.recognizer
+        return (self.progressive and not recognizer._chunked_refused
+                and len(languages) <= LANGS_PER_REQUEST
+                and recognizer.settings.encoding == "linear16"
+                and self.sample_width == 2 and 8000 <= self.sample_rate <= 48000)
+
+    def _body(self, chunks: Iterator[bytes], languages: List[str],
+              model: Optional[str]) -> Iterator[bytes]:
+        body = self.recognizer.body(b"", languages[0], sample_rate=self.sample_rate, model=model,
+                                    alternatives=languages[1:])
+        head, tail = body_parts(body)
+        yield head
+        sent = 0
+        limit = int(CHUNK_SECONDS * self.sample_rate) * self.sample_width
+        for chunk in chunks:
+            if self.abandoned:
+                raise _Abandon("abandoned")
+            self.buffer.extend(chunk)
+            if len(self.buffer) > limit:
+                raise _Abandon("the utterance passed Google's one-minute limit", expected=True)
+            usable = (len(self.buffer) - sent) // 3 * 3       # base64 stays valid across chunks
+            if usable:
+                yield base64.b64encode(self.buffer[sent:sent + usable])
+                sent += usable
+        if self.abandoned or not self.buffer:
+            raise _Abandon("abandoned" if self.abandoned else "no audio", expected=True)
+        if self.recognizer.languages_for(self.lang) != languages:
+            raise _Abandon("the language changed at the end of the utterance", expected=True)
+        yield base64.b64encode(self.buffer[sent:]) + tail
+
+    def _ordinary(self, chunks: Iterator[bytes]) -> Transcript:
+        """The buffered audio (and whatever is still to come) the one-shot way."""
+        for chunk in chunks:
+            self.buffer.extend(chunk)
+        if self.abandoned or not self.buffer:
+            return Transcript()
+        pcm = audio_mod.from_raw(bytes(self.buffer), self.sample_rate, self.sample_width)
+        return self.recognizer.recognize(audio_mod.to_linear16(pcm), self.lang)
+
+
+def _fell_back(why: str, expected: bool = False) -> None:
+    """A failed upload is a WARNING; an utterance that only fits the ordinary path, INFO."""
+    (LOG.info if expected else LOG.warning)("%s; transcribing the buffered audio instead", why)
+
+
+def _auto_candidates(settings: Settings, default_language: Optional[str]) -> List[str]:
+    """The Google tags ``auto`` chooses from; ConfigError when the configured language is
+    ``auto`` and there is nothing to choose from."""
+    if settings.auto_languages:
+        candidates = list(dict.fromkeys(to_google(tag) for tag in settings.auto_languages))
+        if len(candidates) > MAX_CANDIDATES:
+            raise ConfigError(f"'auto_languages' may name at most {MAX_CANDIDATES} languages; "
+                              f"got {len(candidates)}")
+        return candidates
+    fallback = next((tag for tag in (settings.lang, default_language)
+                     if tag and tag.strip().lower() != AUTO), None)
+    if fallback is not None:
+        return [to_google(fallback)]
+    if (settings.lang or "").strip().lower() == AUTO:
+        raise ConfigError(f"'lang' is '{AUTO}' but 'auto_languages' is not set: set "
+                          "'auto_languages' to the languages to choose from, e.g. "
+                          "[\"en-US\", \"pt-PT\"], or 'lang' to one language")
+    return []
+
+
+def _transcript(answer: Dict[str, Any], language: str, alternatives: Sequence[str]) -> Transcript:
+    transcript = parse_response(answer)
+    return Transcript(transcript.alternatives, _match(transcript.language, language, alternatives),
+                      transcript.billed_seconds)
 
 
 def _gather(futures: List["Future[Transcript]"],
@@ -202,12 +498,6 @@ def _with_prefix(exc: GoogleSTTError, prefix: str) -> GoogleSTTError:
         new = type(exc)(prefix + str(exc))
     new.__cause__ = exc
     return new
-
-
-def _billed(transcripts: Sequence[Transcript]) -> Optional[float]:
-    """What Google billed for all of them; None when Google said for none."""
-    known = [t.billed_seconds for t in transcripts if t.billed_seconds is not None]
-    return sum(known) if known else None  # type: ignore[arg-type]
 
 
 def _score(transcript: Transcript) -> float:

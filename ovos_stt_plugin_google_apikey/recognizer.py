@@ -3,53 +3,24 @@
 uploads streamed as they are spoken, joining, what it cost). Independent of OVOS."""
 from __future__ import annotations
 
-import base64
 import contextlib
 import threading
 import time
 import weakref
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    Optional,
-    Sequence,
-    Set,
-    Tuple,
-)
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from . import audio as audio_mod
 from . import encoders, errors
 from .client import SpeechClient
-from .errors import (
-    APIError,
-    AudioError,
-    ClosedError,
-    ConfigError,
-    GoogleSTTError,
-    ModelNotSupportedError,
-    UnavailableError,
-)
+from .errors import (APIError, AudioError, ClosedError, ConfigError, GoogleSTTError,
+                     ModelNotSupportedError)
 from .languages import to_google
 from .log import ModuleLog
 from .settings import Settings
-from .wire import (
-    LINEAR16,
-    MAX_REQUEST_BYTES,
-    Alternative,
-    Transcript,
-    billed_seconds,
-    body_parts,
-    build_recognize_body,
-    join_texts,
-    parse_response,
-    total_billed,
-)
+from .wire import (LINEAR16, MAX_REQUEST_BYTES, Alternative, Transcript, billed_seconds,
+                   build_recognize_body, join_texts, parse_response, total_billed)
 
 LOG = ModuleLog(__name__)
 
@@ -58,10 +29,6 @@ CHUNK_SECONDS = 55.0           # safely under Google's 60 s synchronous limit
 LANGS_PER_REQUEST = 4          # languageCode plus at most 3 alternativeLanguageCodes
 MAX_CANDIDATES = 32            # 8 parallel requests at most for one detection
 BODY_OVERHEAD = 4096           # JSON around the base64 audio, generously
-# Statuses with which an HTTP server refuses a chunked body it will not take: 411 (Length
-# Required) whatever its body says; the others when the body is not a google.rpc.Status.
-LENGTH_REQUIRED = 411
-REFUSALS = frozenset({400, 405, LENGTH_REQUIRED, 413, 415, 501, 505})
 
 Progress = Callable[[int, int], None]
 # Told of every attempt: Google's 200 JSON or the APIError, the seconds it took, whether a retry.
@@ -209,13 +176,6 @@ class Recognizer:
         return (by_google.get(transcript.language or "", given[0]),
                 0.5 if confidence is None else confidence)
 
-    def stream(self, lang: Optional[str] = None, *, sample_rate: int = 16000,
-               sample_width: int = 2, progressive: bool = True) -> "StreamedUpload":
-        """An utterance to be recognised as it arrives (see StreamedUpload); uploaded while it
-        comes when ``progressive`` and the ``progressive_upload`` setting allow."""
-        return StreamedUpload(self, lang, sample_rate, sample_width,
-                              progressive and self.settings.progressive_upload)
-
     def recognize_languages(self, pcm: audio_mod.PCM, languages: Sequence[str]) -> Transcript:
         """One piece in whichever candidate language (Google tags) Google hears best
         (``.language``).
@@ -255,7 +215,7 @@ class Recognizer:
         except ModelNotSupportedError:
             if not model:
                 raise
-            self._refuse_model(model, language)
+            self.refuse_model(model, language)
             body["config"].pop("model")
             # A timeout of its own: the refused request's upload may have used this one's
             # (once per language: the refusal is remembered).
@@ -303,16 +263,35 @@ class Recognizer:
         self._submitted.add(future)
         return future
 
-    def _refuse_model(self, model: str, language: str) -> None:
+    def recognize_streaming(self, parts: Iterable[bytes], language: str,
+                            alternatives: Sequence[str] = ()) -> Transcript:
+        """One speech:recognize request whose body is still being made (``parts``: the JSON of
+        ``body`` split around its audio, see StreamedUpload). Raises what
+        SpeechClient.recognize_streaming raises (an exception from ``parts`` unchanged)."""
+        answer = self._counted(self.client.recognize_streaming(parts))
+        return self._logged(_transcript(answer, language, alternatives))
+
+    def warm(self) -> None:
+        """Open a connection to Google (DNS, TCP, TLS) ahead of a recognition; never raises."""
+        self.client.warm()
+
+    @property
+    def chunked_refused(self) -> bool:
+        """Whether the endpoint refused a chunked (streamed) upload: upload whole from now on."""
+        return self._chunked_refused
+
+    def refuse_chunked(self, why: str) -> None:
+        """Remember that the endpoint refuses chunked uploads."""
+        with self._lock:
+            self._chunked_refused = True
+        LOG.warning("%s; uploading after the user stops speaking from now on", why)
+
+    def refuse_model(self, model: str, language: str) -> None:
+        """Remember that Google refused ``model`` for ``language``: ask for none from now on."""
         LOG.warning("Google's model %s does not support %s; using Google's default model "
                     "for %s from now on", model, language, language)
         with self._lock:
             self._no_model.add(language)
-
-    def _refuse_chunked(self, why: str) -> None:
-        with self._lock:
-            self._chunked_refused = True
-        LOG.warning("%s; uploading after the user stops speaking from now on", why)
 
     def _counted(self, answer: Dict[str, Any]) -> Dict[str, Any]:
         """Google's 200 answer, its billed time added to the total."""
@@ -330,116 +309,6 @@ class Recognizer:
             LOG.debug("Google billed %g s for this recognition (%g s in all)",
                       transcript.billed_seconds, self.billed_seconds)
         return transcript
-
-
-class _Abandon(Exception):
-    """Raised inside the body generator to give up on the progressive request; ``expected``
-    when nothing failed (the audio or the language only fit the ordinary path)."""
-
-    def __init__(self, why: str, expected: bool = False) -> None:
-        super().__init__(why)
-        self.expected = expected
-
-
-class StreamedUpload:
-    """One utterance of 16-bit PCM arriving in chunks, recognised through its Recognizer.
-
-    ``run(chunks)`` opens the speech:recognize POST at once with a chunked body (the JSON up to
-    the audio, then the base64 of each chunk as it comes, the closing JSON when ``chunks``
-    ends) when it can: LINEAR16 at a rate Google takes, at most one request's candidate
-    languages, an endpoint that has not refused a chunked body. Every chunk is also kept: when
-    the upload cannot be used (too long, the language changed, a refused chunked body, Google
-    unavailable, the model refused), the buffered audio is recognised the ordinary way, so no
-    utterance is lost. ``lang`` may change until ``chunks`` ends; ``abandon()``, from any
-    thread, gives up: nothing more is sent and the transcript is empty.
-    """
-
-    def __init__(self, recognizer: Recognizer, lang: Optional[str], sample_rate: int,
-                 sample_width: int, progressive: bool) -> None:
-        self.recognizer = recognizer
-        self.lang = lang
-        self.sample_rate = sample_rate
-        self.sample_width = sample_width
-        self.progressive = progressive
-        self.buffer = bytearray()
-        self.abandoned = False
-
-    def abandon(self) -> None:
-        self.abandoned = True
-
-    def run(self, chunks: Iterable[bytes]) -> Transcript:
-        """The transcript of the whole utterance ("" for no speech). Raises GoogleSTTError."""
-        recognizer, chunks = self.recognizer, iter(chunks)
-        languages = recognizer.languages_for(self.lang)
-        if not self._can_upload(languages):
-            recognizer.client.warm()          # DNS, TCP and TLS while the user speaks
-            return self._ordinary(chunks)
-        model = recognizer.model_for(languages[0])
-        try:
-            answer = recognizer.client.recognize_streaming(self._body(chunks, languages, model))
-            transcript = _transcript(recognizer._counted(answer), languages[0], languages[1:])
-            return recognizer._logged(transcript)
-        except _Abandon as why:
-            if self.abandoned:
-                return Transcript()
-            _fell_back(str(why), expected=why.expected)
-        except ModelNotSupportedError:
-            if not model:
-                raise
-            recognizer._refuse_model(model, languages[0])
-        except APIError as exc:
-            if exc.status == LENGTH_REQUIRED or (exc.status in REFUSALS and not exc.reason):
-                recognizer._refuse_chunked(f"the endpoint refused a chunked upload (HTTP {exc.status})")
-            elif not isinstance(exc, UnavailableError):
-                raise                      # the key, quota or request: the same again would fail
-            else:
-                _fell_back(f"the progressive upload failed: {exc}")
-        return self._ordinary(chunks)
-
-    def _can_upload(self, languages: List[str]) -> bool:
-        recognizer = self.recognizer
-        return (self.progressive and not recognizer._chunked_refused
-                and len(languages) <= LANGS_PER_REQUEST
-                and recognizer.settings.encoding == "linear16"
-                and self.sample_width == 2 and 8000 <= self.sample_rate <= 48000)
-
-    def _body(self, chunks: Iterator[bytes], languages: List[str],
-              model: Optional[str]) -> Iterator[bytes]:
-        body = self.recognizer.body(b"", languages[0], sample_rate=self.sample_rate, model=model,
-                                    alternatives=languages[1:])
-        head, tail = body_parts(body)
-        yield head
-        sent = 0
-        limit = int(CHUNK_SECONDS * self.sample_rate) * self.sample_width
-        for chunk in chunks:
-            if self.abandoned:
-                raise _Abandon("abandoned")
-            self.buffer.extend(chunk)
-            if len(self.buffer) > limit:
-                raise _Abandon("the utterance passed Google's one-minute limit", expected=True)
-            usable = (len(self.buffer) - sent) // 3 * 3       # base64 stays valid across chunks
-            if usable:
-                yield base64.b64encode(self.buffer[sent:sent + usable])
-                sent += usable
-        if self.abandoned or not self.buffer:
-            raise _Abandon("abandoned" if self.abandoned else "no audio", expected=True)
-        if self.recognizer.languages_for(self.lang) != languages:
-            raise _Abandon("the language changed at the end of the utterance", expected=True)
-        yield base64.b64encode(self.buffer[sent:]) + tail
-
-    def _ordinary(self, chunks: Iterator[bytes]) -> Transcript:
-        """The buffered audio (and whatever is still to come) the one-shot way."""
-        for chunk in chunks:
-            self.buffer.extend(chunk)
-        if self.abandoned or not self.buffer:
-            return Transcript()
-        pcm = audio_mod.from_raw(bytes(self.buffer), self.sample_rate, self.sample_width)
-        return self.recognizer.recognize(audio_mod.to_linear16(pcm), self.lang)
-
-
-def _fell_back(why: str, expected: bool = False) -> None:
-    """A failed upload is a WARNING; an utterance that only fits the ordinary path, INFO."""
-    (LOG.info if expected else LOG.warning)("%s; transcribing the buffered audio instead", why)
 
 
 def _auto_candidates(settings: Settings, default_language: Optional[str]) -> List[str]:

@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ovos_plugin_manager.templates.stt import StreamingSTT, StreamThread
 
 from .plugin import PLUGIN_ID, GoogleAPIKeySTT, as_tuples
+from .streamed import StreamedUpload
 from .wire import Transcript
 
 STREAMING_PLUGIN_ID = "ovos-stt-plugin-google-apikey-streaming"
@@ -31,9 +32,9 @@ class GoogleStreamThread(StreamThread):
                  engine: "GoogleAPIKeyStreamingSTT") -> None:
         super().__init__(queue, language)
         self.daemon = True
-        self.upload = engine.recognizer.stream(
-            language, sample_rate=engine.sample_rate, sample_width=engine.sample_width,
-            progressive=not engine.is_fallback)
+        self.upload = StreamedUpload(engine.recognizer, language, sample_rate=engine.sample_rate,
+                                     sample_width=engine.sample_width,
+                                     progressive=not engine.is_fallback)
         self.transcript: Optional[Transcript] = None
         self.error: Optional[BaseException] = None
 

@@ -15,6 +15,7 @@ from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.audio import PCM
 from ovos_stt_plugin_google_apikey.recognizer import Recognizer
 from ovos_stt_plugin_google_apikey.settings import Settings
+from ovos_stt_plugin_google_apikey.streamed import StreamedUpload
 
 REFUSED = "Invalid recognition 'config': The requested model is currently not supported for language : iw-IL."
 
@@ -134,7 +135,7 @@ def chunks_of(data: bytes, size: int = 3200):
 def test_streamed_upload_sends_while_it_comes(make_recognizer, fake):
     recognizer = make_recognizer(lang="en-US")
     audio = tone(1.0)
-    transcript = recognizer.stream().run(chunks_of(audio))
+    transcript = StreamedUpload(recognizer).run(chunks_of(audio))
     assert transcript.text == "audio 1.00 seconds at 16000 hertz" and transcript.language == "en-US"
     [sent] = posts(fake)
     assert sent.chunked and base64.b64decode(sent.json["audio"]["content"]) == audio
@@ -143,32 +144,32 @@ def test_streamed_upload_sends_while_it_comes(make_recognizer, fake):
 def test_streamed_upload_refused_model_resends_the_buffer_without_it(make_recognizer, fake, caplog):
     recognizer = make_recognizer(lang="he-IL", model="latest_short")
     audio = tone(1.0)
-    assert recognizer.stream().run(chunks_of(audio)).text == "audio 1.00 seconds at 16000 hertz"
+    assert StreamedUpload(recognizer).run(chunks_of(audio)).text == "audio 1.00 seconds at 16000 hertz"
     refused, resent = posts(fake)
     assert refused.chunked and refused.json["config"]["model"] == "latest_short"
     assert not resent.chunked and "model" not in resent.json["config"]
     assert base64.b64decode(resent.json["audio"]["content"]) == audio        # nothing lost
     assert "does not support iw-IL" in caplog.text
     fake.requests.clear()
-    assert recognizer.stream().run(chunks_of(audio)).text == "audio 1.00 seconds at 16000 hertz"
+    assert StreamedUpload(recognizer).run(chunks_of(audio)).text == "audio 1.00 seconds at 16000 hertz"
     [again] = posts(fake)
     assert again.chunked and "model" not in again.json["config"]            # remembered
 
 
 def test_streamed_auto_uses_auto_languages(make_recognizer, fake):
     recognizer = make_recognizer(lang="auto", auto_languages=["en-US", "es-ES"])
-    recognizer.stream().run(chunks_of(tone(0.5)))
+    StreamedUpload(recognizer).run(chunks_of(tone(0.5)))
     assert [languages_sent(r) for r in posts(fake)] == [["en-US", "es-ES"]]
 
 
 def test_streamed_long_japanese_is_joined_without_spaces(make_recognizer, fake):
     fake.recognizer = lambda req, audio: {"results": [{"alternatives": [{"transcript": "日本語"}]}]}
-    transcript = make_recognizer(lang="ja-JP").stream().run(chunks_of(tone(70.0), 64000))
+    transcript = StreamedUpload(make_recognizer(lang="ja-JP")).run(chunks_of(tone(70.0), 64000))
     assert transcript.text == "日本語日本語"
 
 
 def test_abandoned_stream_sends_nothing_more(make_recognizer, fake):
-    upload = make_recognizer(lang="en-US").stream()
+    upload = StreamedUpload(make_recognizer(lang="en-US"))
 
     def chunks():
         yield tone(0.2)

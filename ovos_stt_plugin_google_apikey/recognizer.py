@@ -248,7 +248,8 @@ class Recognizer:
         parts = _gather(futures, pieces)
         texts = [p.text for p in parts if p.text]
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
-        confidence = (sum(known) / len(known)) if known and None not in known else None  # type: ignore[operator]
+        given = [c for c in known if c is not None]
+        confidence = sum(given) / len(given) if given and len(given) == len(known) else None
         if not texts:
             return Transcript((), language, total_billed(parts))
         return Transcript((Alternative(join_texts(texts, language), confidence),), language,

@@ -33,7 +33,8 @@ def test_list_is_google_tags():
 
 def test_standard_tags_for_every_google_tag():
     from ovos_stt_plugin_google_apikey.languages import standard_languages, to_standard
-    assert (to_standard("iw-IL"), to_standard("cmn-Hans-CN"), to_standard("no-NO")) == ("he-IL", "zh-CN", "nb-NO")
+    assert (to_standard("iw-IL"), to_standard("cmn-Hans-CN"), to_standard("no-NO")) == \
+        ("he-IL", "zh-CN", "nb-NO")
     assert (to_standard("pa-Guru-IN"), to_standard("yue-Hant-HK"), to_standard("cmn-Hant-TW")) == \
         ("pa-IN", "zh-HK", "zh-TW")
     assert to_standard("cmn-Hans-HK") == "zh-Hans-HK" and to_google("zh-Hans-HK") == "cmn-Hans-HK"

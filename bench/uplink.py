@@ -63,12 +63,13 @@ def run(quick: bool, delay: float) -> Dict[str, Any]:
         session = requests.Session()
         settings = Settings.from_mapping({"key": KEY, "max_alternatives": 1}, env={})
         engine.execute(utterance(0.3))                         # both warm: one pooled connection each
-        baseline_once(session, fake.url, dump_body(build_recognize_body(settings, utterance(0.3), "en-US")))
+        baseline_once(session, fake.url, dump_body(build_recognize_body(utterance(0.3), "en-US", **settings.body_options())))
         for mbit in uplinks:
             fake.read_rate_bps = mbit * 1e6 / 8
             for seconds in lengths:
                 pcm = utterance(seconds)
-                payload = dump_body(build_recognize_body(settings, pcm, "en-US", model="latest_short"))
+                payload = dump_body(build_recognize_body(pcm, "en-US", model="latest_short",
+                                                           **settings.body_options()))
                 plugin, bare = [], []
                 for _ in range(reps):                          # interleaved: the same noise for both
                     plugin.append(plugin_once(engine, pcm))

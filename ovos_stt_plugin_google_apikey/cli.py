@@ -392,8 +392,8 @@ def _plugin_config(args: argparse.Namespace) -> Dict[str, Any]:
     if args.config:
         config = _read_json(args.config)
     else:
-        from .plugin import _ovos_section
-        config = _ovos_section()
+        from .plugin import ovos_section
+        config = ovos_section()
     overrides = {"endpoint": args.endpoint, "model": args.model, "timeout": args.timeout,
                  "encoding": args.encoding}
     lang = getattr(args, "lang", None)

@@ -1,4 +1,4 @@
-"""Google Speech-to-Text v1 language tags, and OVOS tags mapped onto them."""
+"""Google Speech-to-Text v1 language tags, standard (BCP-47) tags for them, and OVOS tags mapped onto them."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -17,6 +17,7 @@ ALIASES: Dict[str, str] = {
     "zh-hant": "cmn-Hant-TW",
     "zh-hant-tw": "cmn-Hant-TW",
     "zh-hk": "yue-Hant-HK",
+    "zh-hans-hk": "cmn-Hans-HK",
     "zh-hant-hk": "yue-Hant-HK",
     "yue": "yue-Hant-HK",
     "yue-hk": "yue-Hant-HK",
@@ -34,6 +35,19 @@ ALIASES: Dict[str, str] = {
     "tl": "fil-PH",
     "tl-ph": "fil-PH",
     "fil": "fil-PH",
+}
+
+# Google's legacy or script-qualified tags, and the standard tag for each: what OVOS,
+# Home Assistant (which matches on equal language subtags) and users know them by. Cantonese is
+# zh-HK, as in Home Assistant's Google integration; Mandarin in Hong Kong keeps its script.
+STANDARD: Dict[str, str] = {
+    "iw-IL": "he-IL",
+    "cmn-Hans-CN": "zh-CN",
+    "cmn-Hant-TW": "zh-TW",
+    "cmn-Hans-HK": "zh-Hans-HK",
+    "yue-Hant-HK": "zh-HK",
+    "no-NO": "nb-NO",
+    "pa-Guru-IN": "pa-IN",
 }
 
 # For a bare language, the region Google users most likely mean when "xx-XX" is not listed.
@@ -54,6 +68,17 @@ def google_languages() -> FrozenSet[str]:
     """Every tag Google lists for Speech-to-Text v1 (shipped as package data)."""
     text = resources.files(__package__).joinpath("data/languages.txt").read_text("utf-8")
     return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
+@lru_cache(maxsize=1)
+def standard_languages() -> FrozenSet[str]:
+    """Every language Google lists, as a standard tag (``he-IL``, ``zh-CN``, ``nb-NO``)."""
+    return frozenset(to_standard(tag) for tag in google_languages())
+
+
+def to_standard(google_tag: str) -> str:
+    """The standard tag for one of Google's (``iw-IL`` -> ``he-IL``); others unchanged."""
+    return STANDARD.get(google_tag, google_tag)
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,8 @@
 """The OVOS STT plugin: Google Cloud Speech-to-Text v1 over REST with an API key."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+import inspect
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Tuple
 
 from ovos_plugin_manager.templates.stt import STT
 from ovos_utils import classproperty
@@ -9,9 +10,9 @@ from ovos_utils import classproperty
 from . import audio as audio_mod
 from . import decoding
 from .errors import ConfigError
-from .languages import google_languages, to_google
-from .recognizer import CHUNK_SECONDS, Progress, Recognizer
-from .settings import KEY_ENV_VARS, Settings
+from .languages import standard_languages
+from .recognizer import AUTO, Progress, Recognizer
+from .settings import KEY_ENV_VARS, OVOS_MERGED_KEYS, Settings
 from .wire import Transcript
 
 PLUGIN_ID = "ovos-stt-plugin-google-apikey"
@@ -36,9 +37,9 @@ def _quiet_second_registration(*plugin_ids: str) -> None:
 _quiet_second_registration(PLUGIN_ID, PLUGIN_ID + "-streaming")
 
 
-def _ovos_section(*plugin_ids: str) -> Dict[str, Any]:
+def ovos_section(*plugin_ids: str) -> Dict[str, Any]:
     """The first of these sections of mycroft.conf that exists (OPM 2.x no longer passes the
-    plugin's section in by itself)."""
+    plugin's section in by itself), with OVOS's language."""
     from ovos_config import Configuration
     conf = Configuration()
     stt = conf.get("stt", {})
@@ -48,20 +49,65 @@ def _ovos_section(*plugin_ids: str) -> Dict[str, Any]:
 
 
 def _with_shared_section(config: Dict[str, Any], plugin_ids: Tuple[str, ...]) -> Dict[str, Any]:
-    """``config`` as OVOS built it for ``plugin_ids[0]``, completed from the section it shares.
+    """``config`` as OVOS or a caller built it for ``plugin_ids[0]``, completed from the section
+    it shares (the next of ``plugin_ids`` that has one), wherever that section is: nested in
+    ``config`` itself, in the dict OVOS's factory was given, or in mycroft.conf. Its values win
+    over OVOS's defaults (``module``, ``lang``, ...), and the plugin's own keys over it."""
+    if len(plugin_ids) < 2:
+        return config
+    own = {k: v for k, v in config.items() if k not in plugin_ids}
+    nested = _shared(config, plugin_ids[1:])
+    if nested:
+        return {**own, **nested, **{k: v for k, v in own.items() if k not in OVOS_MERGED_KEYS}}
+    if config.get("module") != plugin_ids[0]:
+        return config
+    for stt in _stt_sections():
+        if any(k not in OVOS_MERGED_KEYS for k in stt.get(plugin_ids[0]) or {}):
+            return config                       # its own section: OVOS gave it to us
+        shared = _shared(stt, plugin_ids[1:])
+        if shared:
+            return {**config, **shared}
+    return config
 
-    OVOS's factory (as module, or as the listener's fallback) hands a plugin ``stt.<its id>``
-    plus OVOS's defaults (``module``, ``lang``, ...). When mycroft.conf has no such section, the
-    settings are in the next of ``plugin_ids`` that has one; its values win over the defaults.
-    """
-    if len(plugin_ids) < 2 or config.get("module") != plugin_ids[0]:
-        return config
+
+def _stt_sections() -> Iterator[Mapping[str, Any]]:
+    """Where the shared section may be: the dict OVOS's factory was given, then mycroft.conf."""
+    given = _factory_config()
+    if given is not None:
+        yield given["stt"] if isinstance(given.get("stt"), dict) else given
     from ovos_config import Configuration
-    stt = Configuration().get("stt", {})
-    if stt.get(plugin_ids[0]):
-        return config
-    shared = next((stt[pid] for pid in plugin_ids[1:] if stt.get(pid)), {})
-    return {**config, **shared}
+    yield Configuration().get("stt", {})
+
+
+def _shared(section: Mapping[str, Any], plugin_ids: Tuple[str, ...]) -> Dict[str, Any]:
+    return dict(next((section[pid] for pid in plugin_ids if isinstance(section.get(pid), dict)
+                      and section[pid]), {}))
+
+
+def _factory_config() -> Optional[Dict[str, Any]]:
+    """The dict OVOSSTTFactory.create was given, when it is the caller building this plugin.
+
+    OPM hands a plugin only ``stt.<its module>`` of that dict and drops every other section (its
+    dict values), the shared one among them; this is the only way to see it. None when the
+    factory read mycroft.conf itself (no dict) or is not the caller.
+    """
+    try:
+        from ovos_plugin_manager.stt import OVOSSTTFactory  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    code = getattr(OVOSSTTFactory.create, "__code__", None)
+    frame = inspect.currentframe()
+    try:
+        for _ in range(12):              # the factory, then our classes' __init__ chain
+            if frame is None:
+                return None
+            if frame.f_code is code:
+                given = frame.f_locals.get("config")
+                return given if isinstance(given, dict) else None
+            frame = frame.f_back
+        return None
+    finally:
+        del frame                         # no reference cycle through the frames
 
 
 class GoogleAPIKeySTT(STT):
@@ -75,7 +121,7 @@ class GoogleAPIKeySTT(STT):
 
     def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
         if config is None:
-            config = _ovos_section(*self.config_sections)
+            config = ovos_section(*self.config_sections)
         else:
             config = _with_shared_section(config, self.config_sections)
         super().__init__(config)
@@ -84,20 +130,22 @@ class GoogleAPIKeySTT(STT):
             raise ConfigError(
                 f"no Google API key: set 'key' in the '{PLUGIN_ID}' section of mycroft.conf "
                 f"or the environment variable {KEY_ENV_VARS[0]}")
-        self.recognizer = Recognizer(self.settings)
+        self.recognizer = Recognizer(self.settings, default_language=self._ovos_language())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
 
     @classproperty
     def available_languages(cls) -> Set[str]:
-        return set(google_languages())
+        """Standard tags (he-IL, zh-CN, nb-NO), as OVOS and Home Assistant match them; Google's
+        own forms (iw-IL, cmn-Hans-CN) are accepted as input too."""
+        return set(standard_languages())
 
     def recognize(self, audio: Any, lang: Optional[str] = None,
                   progress: Optional[Progress] = None) -> Transcript:
         """Recognise audio of any length; ``lang`` "auto" picks from ``auto_languages``."""
         pcm = audio_mod.to_linear16(decoding.from_audio(audio))
-        return self.recognizer.recognize(pcm, self.google_languages(lang), progress)
+        return self.recognizer.recognize(pcm, lang, progress)
 
     def transcribe(self, audio: Any, lang: Optional[str] = None) -> List[Tuple[str, float]]:
         """Every alternative as (text, confidence) in Google's order; [] when no speech."""
@@ -114,42 +162,25 @@ class GoogleAPIKeySTT(STT):
         Candidates: ``valid_langs``, else ``auto_languages``. Google reports no language
         confidence; the transcript's is used (0.5 when Google gives none, 0.0 for no speech).
         """
-        if isinstance(valid_langs, str):         # one tag, not its letters
-            valid_langs = [valid_langs]
-        try:
-            candidates = list(valid_langs or self.settings.auto_languages)
-        except TypeError:
-            candidates = [valid_langs]
-        if any(not isinstance(tag, str) or not tag for tag in candidates):
-            raise ConfigError(f"candidate languages must be tags such as en-US; got "
-                              f"{valid_langs!r:.200}")
-        given = list(dict.fromkeys(candidates))
-        if not given:
-            raise ConfigError("no candidate languages: pass valid_langs or set 'auto_languages'")
-        if len(given) == 1:
-            return given[0], 1.0
-        by_google = {to_google(tag): tag for tag in given}
         pcm = audio_mod.to_linear16(decoding.from_audio(audio))
-        piece = audio_mod.split(pcm, CHUNK_SECONDS)[0]
-        transcript = self.recognizer.recognize_languages(piece, list(by_google))
-        if not transcript.alternatives:
-            return given[0], 0.0
-        confidence = transcript.alternatives[0].confidence
-        return by_google.get(transcript.language or "", given[0]), 0.5 if confidence is None else confidence
+        return self.recognizer.detect_language(pcm, valid_langs)
 
     def google_languages(self, lang: Optional[str] = None) -> List[str]:
         """Google tags to try, the preferred first: ``lang``, or for "auto" ``auto_languages``."""
-        if lang == "auto" and self.settings.auto_languages:
-            return list(dict.fromkeys(to_google(tag) for tag in self.settings.auto_languages))
-        return [self.google_language(lang)]
+        return self.recognizer.languages_for(lang)
 
     def google_language(self, lang: Optional[str] = None) -> str:
-        """The Google tag for ``lang`` (or the configured/OVOS language)."""
-        if lang is not None and not isinstance(lang, str):
-            raise ConfigError(f"the language must be a tag such as en-US; got {lang!r:.100}")
-        if not lang or lang == "auto":
-            lang = self.settings.lang or self.lang
-        return to_google(lang)
+        """The Google tag for ``lang`` (or the configured/OVOS language; the first candidate
+        for "auto")."""
+        return self.recognizer.languages_for(lang)[0]
+
+    def _ovos_language(self) -> Optional[str]:
+        """OVOS's own language: the listener's, else mycroft.conf's (when 'lang' is "auto")."""
+        lang = self.lang
+        if not lang or lang.lower() == AUTO:
+            from ovos_config import Configuration
+            lang = Configuration().get("lang")
+        return lang
 
     def shutdown(self) -> None:
         self.recognizer.close()
@@ -171,7 +202,7 @@ def as_tuples(transcript: Transcript) -> List[Tuple[str, float]]:
 
 def _config_examples() -> Dict[str, List[Dict[str, Any]]]:
     examples: Dict[str, List[Dict[str, Any]]] = {}
-    for tag in sorted(google_languages()):
+    for tag in sorted(standard_languages()):
         examples[tag] = [{
             "lang": tag,
             "meta": {

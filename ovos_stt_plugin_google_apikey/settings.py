@@ -5,11 +5,12 @@ import base64
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .log import ModuleLog
+from .wire import RECOGNIZE_PATH
 
 LOG = ModuleLog(__name__)
 
@@ -17,7 +18,6 @@ ENCODINGS = ("linear16", "flac", "ogg_opus")
 
 KEY_ENV_VARS = ("GOOGLE_STT_API_KEY", "STT_PW")
 DEFAULT_ENDPOINT = "https://speech.googleapis.com"
-RECOGNIZE_PATH = "/v1/speech:recognize"      # appended to 'endpoint'
 # RFC 9110 token characters: what a header value can carry as it is. Google keys are
 # AIza + 35 of [A-Za-z0-9_-]; proxies and compatible servers may use others.
 KEY_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -54,6 +54,13 @@ class Settings:
     max_workers: int = 4
     auto_languages: Tuple[str, ...] = ()
     progressive_upload: bool = True
+
+    def body_options(self) -> Dict[str, Any]:
+        """The settings that go into every recognize body, as wire.build_recognize_body's
+        keyword arguments."""
+        return {"max_alternatives": self.max_alternatives, "punctuation": self.punctuation,
+                "profanity_filter": self.profanity_filter, "use_enhanced": self.use_enhanced,
+                "phrases": self.phrases, "boost": self.boost}
 
     @property
     def has_key(self) -> bool:
@@ -93,23 +100,26 @@ class Settings:
         source = "'key'" if config.get("key") else next(
             (v for v in KEY_ENV_VARS if env.get(v)), "'key'")
         key = config.get("key") or env.get(source, "")
+        default: Dict[str, Any] = {f.name: f.default for f in fields(cls)}   # defaults live there only
         values = {
             "key": _key(key, source),
             "lang": _optional_str(config, "lang"),
-            "endpoint": _endpoint(config.get("endpoint", DEFAULT_ENDPOINT)),
-            "model": _model(config.get("model", "latest_short")),
-            "use_enhanced": _bool(config, "use_enhanced", False),
-            "punctuation": _bool(config, "punctuation", True),
-            "profanity_filter": _bool(config, "profanity_filter", False),
-            "phrases": _phrases(config.get("phrases", ())),
-            "boost": _number(config, "boost", None, 0, 20),
-            "max_alternatives": int(_number(config, "max_alternatives", 3, 1, 30, integer=True)),
-            "timeout": _number(config, "timeout", 10.0, 0.5, 300),
-            "retries": int(_number(config, "retries", 2, 0, 10, integer=True)),
-            "encoding": _choice(config, "encoding", "linear16", ENCODINGS),
-            "max_workers": int(_number(config, "max_workers", 4, 1, 16, integer=True)),
+            "endpoint": _endpoint(config.get("endpoint", default["endpoint"])),
+            "model": _model(config.get("model", default["model"])),
+            "use_enhanced": _bool(config, "use_enhanced", default["use_enhanced"]),
+            "punctuation": _bool(config, "punctuation", default["punctuation"]),
+            "profanity_filter": _bool(config, "profanity_filter", default["profanity_filter"]),
+            "phrases": _phrases(config.get("phrases", default["phrases"])),
+            "boost": _number(config, "boost", default["boost"], 0, 20),
+            "max_alternatives": int(_number(config, "max_alternatives", default["max_alternatives"],
+                                            1, 30, integer=True)),
+            "timeout": _number(config, "timeout", default["timeout"], 0.5, 300),
+            "retries": int(_number(config, "retries", default["retries"], 0, 10, integer=True)),
+            "encoding": _choice(config, "encoding", default["encoding"], ENCODINGS),
+            "max_workers": int(_number(config, "max_workers", default["max_workers"], 1, 16,
+                                       integer=True)),
             "auto_languages": _strings(config, "auto_languages"),
-            "progressive_upload": _bool(config, "progressive_upload", True),
+            "progressive_upload": _bool(config, "progressive_upload", default["progressive_upload"]),
         }
         return cls(**values)
 

@@ -13,60 +13,46 @@ only when the primary STT failed: it then keeps the audio and sends it in one re
 """
 from __future__ import annotations
 
-import base64
-import threading
 from queue import Queue
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ovos_plugin_manager.templates.stt import StreamingSTT, StreamThread
 
-from . import audio as audio_mod
-from .errors import APIError, UnavailableError
-from .log import ModuleLog
 from .plugin import PLUGIN_ID, GoogleAPIKeySTT, as_tuples
-from .recognizer import CHUNK_SECONDS
-from .wire import Transcript, body_parts, build_recognize_body, parse_response
-
-LOG = ModuleLog(__name__)
+from .streamed import StreamedUpload
+from .wire import Transcript
 
 STREAMING_PLUGIN_ID = "ovos-stt-plugin-google-apikey-streaming"
-# Statuses with which an HTTP server refuses a chunked body it will not take: 411 (Length
-# Required) whatever its body says; the others when the body is not a google.rpc.Status.
-LENGTH_REQUIRED = 411
-REFUSALS = frozenset({400, 405, LENGTH_REQUIRED, 413, 415, 501, 505})
-
-
-class _Abandon(Exception):
-    """Raised inside the body generator to give up on the progressive request; ``expected``
-    when nothing failed (the audio or the language only fit the ordinary path)."""
-
-    def __init__(self, why: str, expected: bool = False) -> None:
-        super().__init__(why)
-        self.expected = expected
 
 
 class GoogleStreamThread(StreamThread):
-    """One utterance: buffers every chunk, and uploads it as it comes when it can."""
+    """One utterance: OPM's thread around the recognizer's StreamedUpload."""
 
     def __init__(self, queue: "Queue[Optional[bytes]]", language: str,
                  engine: "GoogleAPIKeyStreamingSTT") -> None:
         super().__init__(queue, language)
         self.daemon = True
-        self.engine = engine
-        self.buffer = bytearray()
+        self.upload = StreamedUpload(engine.recognizer, language, sample_rate=engine.sample_rate,
+                                     sample_width=engine.sample_width,
+                                     progressive=not engine.is_fallback)
         self.transcript: Optional[Transcript] = None
         self.error: Optional[BaseException] = None
-        self.abandoned = False
 
     def handle_audio_stream(self, audio: Iterator[bytes], language: str) -> None:
         try:
-            self.transcript = self._recognize(audio, language)
+            self.upload.lang = language          # OPM sets it after making the thread
+            self.transcript = self.upload.run(audio)
         except BaseException as exc:      # handed to the caller's thread by finalize()
             self.error = exc
 
+    def settle_language(self, language: str) -> None:
+        """The language the listener settled on at the end (before the last chunk is queued)."""
+        self.language = language
+        self.upload.lang = language
+
     def abandon(self) -> None:
         """Give up on this utterance: nothing more is sent and no fallback runs."""
-        self.abandoned = True
+        self.upload.abandon()
         self.queue.put(None)
 
     def finalize(self) -> Optional[str]:
@@ -76,61 +62,6 @@ class GoogleStreamThread(StreamThread):
             raise self.error
         self.text = self.transcript.text if self.transcript else ""
         return self.text
-
-    def _recognize(self, audio: Iterator[bytes], language: str) -> Transcript:
-        engine = self.engine
-        google_lang = engine.google_language(language)
-        if not engine.progressive_ok(language):
-            engine.recognizer.client.warm()          # DNS, TCP and TLS while the user speaks
-            self.buffer.extend(b"".join(audio))
-            return self._ordinary()
-        try:
-            answer = engine.recognizer.client.recognize_streaming(self._body(audio, google_lang))
-            return parse_response(answer)
-        except _Abandon as why:
-            if self.abandoned:
-                return Transcript()
-            engine.fell_back(str(why), expected=why.expected)
-        except APIError as exc:
-            if exc.status == LENGTH_REQUIRED or (exc.status in REFUSALS and not exc.reason):
-                engine.refused(f"the endpoint refused a chunked upload (HTTP {exc.status})")
-            elif not isinstance(exc, UnavailableError):
-                raise                      # the key, quota or request: the same again would fail
-            else:
-                engine.fell_back(f"the progressive upload failed: {exc}")
-        self.buffer.extend(b"".join(audio))   # whatever is still queued
-        return self._ordinary()
-
-    def _body(self, audio: Iterator[bytes], google_lang: str) -> Iterator[bytes]:
-        engine = self.engine
-        body = build_recognize_body(engine.settings, b"", google_lang,
-                                    sample_rate=engine.sample_rate, model=engine.model_for(google_lang))
-        head, tail = body_parts(body)
-        yield head
-        sent = 0
-        limit = int(CHUNK_SECONDS * engine.sample_rate) * engine.sample_width
-        for chunk in audio:
-            if self.abandoned:
-                raise _Abandon("abandoned")
-            self.buffer.extend(chunk)
-            if len(self.buffer) > limit:
-                raise _Abandon("the utterance passed Google's one-minute limit", expected=True)
-            usable = (len(self.buffer) - sent) // 3 * 3       # base64 stays valid across chunks
-            if usable:
-                yield base64.b64encode(self.buffer[sent:sent + usable])
-                sent += usable
-        if self.abandoned or not self.buffer:
-            raise _Abandon("abandoned" if self.abandoned else "no audio", expected=True)
-        if engine.google_language(self.language) != google_lang:
-            raise _Abandon("the listener changed the language at the end of the utterance",
-                           expected=True)
-        yield base64.b64encode(self.buffer[sent:]) + tail
-
-    def _ordinary(self) -> Transcript:
-        if self.abandoned or not self.buffer:
-            return Transcript()
-        pcm = audio_mod.from_raw(bytes(self.buffer), self.engine.sample_rate, self.engine.sample_width)
-        return self.engine.recognize(pcm, self.language)
 
 
 class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
@@ -155,8 +86,6 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
         stt = conf.get("stt", {})
         self.is_fallback = (stt.get("fallback_module") == STREAMING_PLUGIN_ID
                             and stt.get("module") != STREAMING_PLUGIN_ID)
-        self._refused: Set[str] = set()
-        self._lock = threading.Lock()
 
     def create_streaming_thread(self) -> GoogleStreamThread:
         return GoogleStreamThread(self.queue, self.lang, self)
@@ -192,7 +121,7 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
         if stream is None:
             return None
         if lang:                      # the listener may settle the language only now
-            stream.language = lang
+            stream.settle_language(lang)
         self.stream = None
         stream.queue.put(None)
         try:
@@ -201,23 +130,3 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
         finally:
             self.queue = None
             self.transcript_ready.set()
-
-    # -- used by the stream thread
-
-    def progressive_ok(self, language: str) -> bool:
-        return (self.settings.progressive_upload and not self.is_fallback and language != "auto"
-                and self.settings.encoding == "linear16"
-                and self.sample_width == 2 and 8000 <= self.sample_rate <= 48000
-                and self.settings.endpoint not in self._refused)
-
-    def model_for(self, google_lang: str) -> Optional[str]:
-        return None if google_lang in self.recognizer.model_refused_for else self.settings.model
-
-    def refused(self, why: str) -> None:
-        with self._lock:
-            self._refused.add(self.settings.endpoint)
-        LOG.warning("%s; uploading after the user stops speaking from now on", why)
-
-    def fell_back(self, why: str, expected: bool = False) -> None:
-        """A failed upload is a WARNING; an utterance that only fits the ordinary path, INFO."""
-        (LOG.info if expected else LOG.warning)("%s; transcribing the buffered audio instead", why)

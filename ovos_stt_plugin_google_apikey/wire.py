@@ -9,17 +9,18 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from . import errors
-from .settings import RECOGNIZE_PATH, Settings
 
-__all__ = ["RECOGNIZE_PATH"]       # re-exported: the path belongs to the wire format
+RECOGNIZE_PATH = "/v1/speech:recognize"  # appended to the 'endpoint' setting
 MAX_REQUEST_BYTES = 10 * 1024 * 1024     # Google: "Request payload size exceeds the limit: 10485760 bytes."
 MAX_SYNC_SECONDS = 60.0                  # Google: "Sync input too long" past one minute
 LINEAR16 = "LINEAR16"
 ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 TOTAL_BILLED_TIME = "totalBilledTime"    # a Duration, "2s": what the request costs
-# Languages written without spaces between words: results are joined with no separator.
-NO_SPACE_LANGS = ("cmn", "yue", "ja", "th", "lo", "km", "my", "zh")
+# Languages of Google's list written without spaces between words (Chinese, Cantonese,
+# Japanese, Thai, Lao, Khmer, Burmese), by language subtag in Google's and standard form:
+# their results and parts are joined with no separator.
+NO_SPACE_LANGS = frozenset({"cmn", "yue", "zh", "ja", "th", "lo", "km", "my"})
 # What an answer's languageCode may look like; anything else is ignored.
 LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,4}")
 MAX_FIELD_CHARS = 500       # of Google's message or reason, kept in our errors
@@ -84,29 +85,32 @@ class Transcript:
         return self.alternatives[0].text if self.alternatives else ""
 
 
-def build_recognize_body(settings: Settings, content: bytes, language: str, *,
-                         encoding: str = LINEAR16, sample_rate: int = 16000,
-                         model: Optional[str] = None,
-                         alternative_languages: Sequence[str] = ()) -> Dict[str, Any]:
-    """The JSON body of speech:recognize for mono audio already in ``encoding``."""
+def build_recognize_body(content: bytes, language: str, *, encoding: str = LINEAR16,
+                         sample_rate: int = 16000, model: Optional[str] = None,
+                         alternative_languages: Sequence[str] = (), max_alternatives: int = 1,
+                         punctuation: bool = False, profanity_filter: bool = False,
+                         use_enhanced: bool = False, phrases: Sequence[str] = (),
+                         boost: Optional[float] = None) -> Dict[str, Any]:
+    """The JSON body of speech:recognize for mono audio already in ``encoding``. The keyword
+    defaults are Google's own (what it does when a field is absent), not the plugin's."""
     config: Dict[str, Any] = {
         "encoding": encoding,
         "sampleRateHertz": sample_rate,
         "languageCode": language,
-        "maxAlternatives": settings.max_alternatives,
-        "enableAutomaticPunctuation": settings.punctuation,
-        "profanityFilter": settings.profanity_filter,
+        "maxAlternatives": max_alternatives,
+        "enableAutomaticPunctuation": punctuation,
+        "profanityFilter": profanity_filter,
     }
     if alternative_languages:
         config["alternativeLanguageCodes"] = list(alternative_languages)
     if model:
         config["model"] = model
-    if settings.use_enhanced:
+    if use_enhanced:
         config["useEnhanced"] = True
-    if settings.phrases:
-        context: Dict[str, Any] = {"phrases": list(settings.phrases)}
-        if settings.boost is not None:
-            context["boost"] = settings.boost
+    if phrases:
+        context: Dict[str, Any] = {"phrases": list(phrases)}
+        if boost is not None:
+            context["boost"] = boost
         config["speechContexts"] = [context]
     return {"config": config, "audio": {"content": base64.b64encode(content).decode("ascii")}}
 
@@ -153,7 +157,7 @@ def parse_response(payload: Any) -> Transcript:
     joined: List[Alternative] = []
     for index in range(max(len(alts) for alts in per_result)):
         parts = [alts[min(index, len(alts) - 1)] for alts in per_result]
-        text = _join([p.text for p in parts], language)
+        text = join_texts([p.text for p in parts], language)
         known = [p.confidence for p in parts if p.confidence is not None]
         confidence = sum(known) / len(known) if len(known) == len(parts) else None
         if all(text != alt.text for alt in joined):
@@ -219,12 +223,22 @@ def _language(value: Any) -> Optional[str]:
     return None
 
 
-def _join(parts: Sequence[str], language: Optional[str]) -> str:
+def join_texts(parts: Sequence[str], language: Optional[str]) -> str:
+    """Consecutive transcripts (results of one answer, or parts of long audio) as one text:
+    with no separator in a language written without spaces (NO_SPACE_LANGS), else one space."""
+    if not parts:
+        return ""
     glue = "" if (language or "").lower().split("-")[0] in NO_SPACE_LANGS else " "
     text = parts[0].strip()
     for part in parts[1:]:
         text += (part.rstrip() if part[:1].isspace() else glue + part.strip())
     return re.sub(r"\s{2,}", " ", text).strip()
+
+
+def total_billed(transcripts: Sequence[Transcript]) -> Optional[float]:
+    """What Google billed for all of them; None when Google said for none."""
+    known = [t.billed_seconds for t in transcripts if t.billed_seconds is not None]
+    return float(sum(known)) if known else None  # type: ignore[arg-type]
 
 
 def parse_error(status: int, payload: Any, secrets: Sequence[str] = ()) -> errors.APIError:

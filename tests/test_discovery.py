@@ -47,9 +47,9 @@ def test_every_body_the_plugin_builds_validates(config, encoding):
     settings = Settings.from_mapping({**config, "encoding": encoding}, env={})
     encoded = encoders.encode(PCM(tone(0.5), 16000, 2), encoding)
     for alternatives in ((), ("pt-PT",), ("pt-PT", "es-ES", "fr-FR")):
-        body = build_recognize_body(settings, encoded.data, "en-US", encoding=encoded.encoding,
+        body = build_recognize_body(encoded.data, "en-US", encoding=encoded.encoding,
                                     sample_rate=encoded.sample_rate, model=settings.model,
-                                    alternative_languages=alternatives)
+                                    alternative_languages=alternatives, **settings.body_options())
         assert discovery.problems(json.loads(dump_body(body)), "RecognizeRequest") == []
 
 

@@ -29,3 +29,15 @@ def test_list_is_google_tags():
     assert len(langs) == 140
     assert {"en-US", "cmn-Hans-CN", "iw-IL", "yue-Hant-HK"} <= langs
     assert "he-IL" not in langs and "zh-CN" not in langs
+
+
+def test_standard_tags_for_every_google_tag():
+    from ovos_stt_plugin_google_apikey.languages import standard_languages, to_standard
+    assert (to_standard("iw-IL"), to_standard("cmn-Hans-CN"), to_standard("no-NO")) == \
+        ("he-IL", "zh-CN", "nb-NO")
+    assert (to_standard("pa-Guru-IN"), to_standard("yue-Hant-HK"), to_standard("cmn-Hant-TW")) == \
+        ("pa-IN", "zh-HK", "zh-TW")
+    assert to_standard("cmn-Hans-HK") == "zh-Hans-HK" and to_google("zh-Hans-HK") == "cmn-Hans-HK"
+    langs = standard_languages()
+    assert len(langs) == 140 and all(to_google(tag) in google_languages() for tag in langs)
+    assert all(to_google(tag.lower()) == to_google(tag) for tag in langs)    # OVOS's lower case too

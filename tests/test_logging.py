@@ -37,7 +37,7 @@ def test_a_fallback_is_a_warning(make_engine, fake, caplog):
     assert engine.transcribe()[0][0] == "audio 0.50 seconds at 16000 hertz"
     [warning] = ours(caplog, logging.WARNING)
     assert "transcribing the buffered audio instead" in warning.getMessage()
-    assert warning.name == f"OVOS - {PACKAGE}.streaming"
+    assert warning.name == f"OVOS - {PACKAGE}.streamed"
 
 
 SERVICE = """

@@ -167,9 +167,30 @@ def test_language_mapping_reaches_google(make_engine, fake, ovos, google):
     assert fake.requests[-1].json["config"]["languageCode"] == google
 
 
-def test_available_languages_are_googles():
+def test_available_languages_are_standard_tags():
+    # Home Assistant matches on equal language subtags: he, zh and nb must be there as such.
+    from ovos_stt_plugin_google_apikey.languages import google_languages, to_google
     langs = GoogleAPIKeySTT.available_languages
-    assert len(langs) == 140 and "cmn-Hans-CN" in langs and "iw-IL" in langs
+    assert len(langs) == 140
+    assert {"he-IL", "zh-CN", "zh-TW", "zh-HK", "nb-NO", "pa-IN", "en-US", "fil-PH"} <= langs
+    assert not {"iw-IL", "cmn-Hans-CN", "cmn-Hant-TW", "yue-Hant-HK", "no-NO", "pa-Guru-IN"} & langs
+    assert {to_google(tag) for tag in langs} == google_languages()      # every one maps to Google's
+    subtags = {tag.split("-")[0] for tag in langs}
+    assert {"he", "zh", "nb", "pa"} <= subtags and not {"iw", "cmn", "yue", "no"} & subtags
+
+
+def test_config_examples_are_keyed_by_standard_tags():
+    from ovos_plugin_manager.stt import get_stt_module_configs
+    configs = get_stt_module_configs(PLUGIN_ID)
+    assert configs["he-IL"][0]["lang"] == "he-IL" and configs["zh-CN"][0]["lang"] == "zh-CN"
+    assert "iw-IL" not in configs and "cmn-Hans-CN" not in configs
+
+
+def test_a_listed_tag_reaches_google_in_googles_form(make_engine, fake):
+    engine = make_engine(model=None)
+    for tag in sorted(GoogleAPIKeySTT.available_languages):
+        engine.execute(audiodata(0.2), tag)          # the fake answers 400 for a tag Google lacks
+    assert len(fake.requests) == 140
 
 
 def test_unsupported_model_is_retried_without_it_and_remembered(make_engine, fake, caplog):
@@ -212,6 +233,40 @@ def test_audio_rejected_by_google_is_not_retried(make_engine, fake):
     with pytest.raises(errors.RequestRejectedError, match="bad sample rate"):
         make_engine(retries=3).execute(audiodata())
     assert len(fake.requests) == 1
+
+
+def test_configured_auto_with_auto_languages_and_no_language_named(make_engine, fake):
+    # wyoming-ovos-stt calls execute(audio): the configured "auto" must not reach Google.
+    engine = make_engine(lang="auto", auto_languages=["en-US", "pt-PT"])
+    assert engine.execute(audiodata()) == "audio 1.00 seconds at 16000 hertz"
+    assert engine.transcribe(audiodata())[0][0] == "audio 1.00 seconds at 16000 hertz"
+    for sent in fake.requests:
+        config = sent.json["config"]
+        assert (config["languageCode"], config["alternativeLanguageCodes"]) == ("en-US", ["pt-PT"])
+
+
+def test_configured_auto_without_auto_languages_uses_ovos_language(make_engine, fake):
+    # OVOS's own language: the test configuration's (no mycroft.conf: OVOS's default, en-US).
+    from ovos_config import Configuration
+    engine = make_engine(lang="auto")
+    engine.execute(audiodata(), "auto")
+    engine.execute(audiodata())
+    assert [r.json["config"]["languageCode"] for r in fake.requests] == [Configuration()["lang"]] * 2
+
+
+def test_long_japanese_audio_is_joined_without_spaces(make_engine, fake):
+    fake.recognizer = lambda req, audio: {"results": [{"alternatives": [{"transcript": "こんにちは世界"}]}]}
+    assert make_engine().execute(audiodata(70.0), "ja-JP") == "こんにちは世界こんにちは世界"
+    assert len(fake.requests) == 2
+
+
+def test_billed_seconds_are_logged_and_totalled(make_engine, fake, caplog):
+    caplog.set_level("DEBUG")
+    engine = make_engine()
+    engine.execute(audiodata(1.5))
+    engine.execute(audiodata(0.5))
+    assert engine.recognizer.billed_seconds == 3.0               # the fake bills 2 s and 1 s
+    assert "Google billed 2 s" in caplog.text and "3 s in all" in caplog.text
 
 
 def test_bad_language_code(make_engine):
@@ -370,7 +425,7 @@ def test_waiting_for_a_pooled_connection_is_bounded_by_the_deadline(fake):
     from ovos_stt_plugin_google_apikey.wire import build_recognize_body
     settings = Settings.from_mapping({"key": KEY, "endpoint": fake.endpoint, "timeout": 1, "retries": 0}, env={})
     client = SpeechClient(settings, pool_size=1)
-    body = build_recognize_body(settings, tone(0.2), "en-US")
+    body = build_recognize_body(tone(0.2), "en-US", **settings.body_options())
     fake.script(Fault.hang(4))
     holder = threading.Thread(target=lambda: pytest.raises(errors.DeadlineError, client.recognize, body,
                                                            time.monotonic() + 3.5))

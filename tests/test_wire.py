@@ -15,8 +15,8 @@ def test_body_fields():
     settings = Settings.from_mapping({"phrases": ["Mycroft"], "boost": 10, "use_enhanced": True,
                                       "profanity_filter": True, "max_alternatives": 4}, env={})
     pcm = b"\x01\x00\x02\x00"
-    body = build_recognize_body(settings, pcm, "en-US", sample_rate=8000, model="latest_short",
-                                alternative_languages=["pt-PT"])
+    body = build_recognize_body(pcm, "en-US", sample_rate=8000, model="latest_short",
+                                alternative_languages=["pt-PT"], **settings.body_options())
     assert body == {"config": {
         "encoding": "LINEAR16", "sampleRateHertz": 8000, "languageCode": "en-US",
         "maxAlternatives": 4, "enableAutomaticPunctuation": True, "profanityFilter": True,
@@ -26,7 +26,7 @@ def test_body_fields():
 
 
 def test_body_leaves_out_unset_options():
-    body = build_recognize_body(Settings(), b"", "en-US", encoding="FLAC")
+    body = build_recognize_body(b"", "en-US", encoding="FLAC", **Settings().body_options())
     assert body["config"]["encoding"] == "FLAC"
     assert not {"model", "useEnhanced", "speechContexts", "alternativeLanguageCodes"} & set(body["config"])
 
@@ -188,7 +188,8 @@ def test_mistyped_answers_are_unavailable_errors(payload):
 def test_dump_body_is_the_same_json_as_json_dumps():
     import json
     settings = Settings.from_mapping({"phrases": ['say "content":"" aloud', "ünïcode"]}, env={})
-    body = build_recognize_body(settings, bytes(range(256)) * 7, "en-US", alternative_languages=["pt-PT"])
+    body = build_recognize_body(bytes(range(256)) * 7, "en-US", alternative_languages=["pt-PT"],
+                                **settings.body_options())
     assert dump_body(body) == json.dumps(body, separators=(",", ":")).encode()
     assert json.loads(dump_body(body)) == body
 

@@ -268,12 +268,9 @@ def _reserve_connections(engine: Any, workers: int) -> None:
     """One connection to Google per worker: the engine's pool blocks when full (16 by default),
     so --workers 32 would otherwise run only 16 requests at once, the rest waiting unseen. And
     as many part workers: long audio from every client would otherwise share the engine's 4."""
-    recognizer = getattr(engine, "recognizer", None)
-    client = getattr(recognizer, "client", None)
-    if client is not None and hasattr(client, "ensure_pool_size"):
-        client.ensure_pool_size(workers)
-    if recognizer is not None and hasattr(recognizer, "ensure_part_workers"):
-        recognizer.ensure_part_workers(workers)
+    recognizer = getattr(engine, "recognizer", None)      # None: no key, or a test's stand-in
+    if recognizer is not None:
+        recognizer.reserve(workers)
 
 
 def _error_response(refusal: Refusal, json_errors: bool) -> Response:

@@ -70,9 +70,9 @@ class Metrics:
 
     def watch(self, engine: Any) -> None:
         """Count every attempt ``engine``'s client makes (it has one observer: the last app's)."""
-        client = getattr(getattr(engine, "recognizer", None), "client", None)
-        if client is not None:
-            client.on_attempt = self.attempt
+        recognizer = getattr(engine, "recognizer", None)
+        if recognizer is not None:
+            recognizer.observe_attempts(self.attempt)
 
     def attempt(self, result: Any, seconds: float, retry: bool) -> None:
         """The client's observer: one finished attempt (its 200 JSON or its APIError)."""

@@ -16,6 +16,7 @@ from fastapi.security import HTTPBearer
 
 from . import contract
 from .admission import Body, Buffer, Gate
+from .docs_assets import app_with_offline_docs
 from .languages import to_google
 from .log import ModuleLog
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -109,8 +110,9 @@ def create_app(engine: Any, *, token: Optional[str] = None, max_body: int = DEFA
     # /docs and /openapi.json are open even with a token (the contract is public, and a
     # browser loads them without one); with a token the schema declares the bearer scheme, so
     # /docs' "Authorize" sends it.
-    app = FastAPI(title=PLUGIN_ID, version=__version__, lifespan=lifespan,
-                  description="Google Cloud Speech-to-Text behind the ovos-stt-http-server routes.")
+    app = app_with_offline_docs(
+        title=PLUGIN_ID, version=__version__, lifespan=lifespan,
+        description="Google Cloud Speech-to-Text behind the ovos-stt-http-server routes.")
     app.state.token_required = expected is not None
     metrics = Metrics()
     metrics.watch(engine)

@@ -8,6 +8,7 @@ import socket
 
 from audio_samples import tone, wav
 from test_cli import run
+
 from ovos_stt_plugin_google_apikey.version import __version__
 
 

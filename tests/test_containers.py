@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from audio_samples import tone, wav
 from test_cli import run
 from test_server import HEARD, SPEECH, build_engine, running
+
 from ovos_stt_plugin_google_apikey.server import create_app
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

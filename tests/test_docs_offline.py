@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from test_server import HEARD, SPEECH, build_engine, running
+
 from ovos_stt_plugin_google_apikey.server import create_app
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def browser(tmp_path):
         if os.environ.get("CI") == "true":           # .ci/run installs it: absent is a failure
             pytest.fail("chromium is not installed; .ci/run must apt-get install chromium")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright       # the [test] extra
+    from playwright.sync_api import sync_playwright  # the [test] extra
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import requests
-
 from test_server import build_engine, running
+
 from ovos_stt_plugin_google_apikey.server import create_app
 
 

@@ -35,8 +35,10 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=["ovos_stt_plugin_google_apikey", "ovos_stt_plugin_google_apikey.server"],
+    # The language table is data of the package, not a package of its own: package_data alone
+    # (include_package_data would take MANIFEST.in's files too, and setuptools then warns that
+    # the 'data' folder is a package missing from `packages`).
     package_data={"ovos_stt_plugin_google_apikey": ["data/*.txt"]},
-    include_package_data=True,
     python_requires=">=3.9",
     install_requires=[
         # >=0.9 covers the released ovos-stt-server launcher (it pins OPM <1.0); <3 is today's OVOS.
@@ -46,13 +48,17 @@ setup(
         "audioop-lts>=0.2.1; python_version>='3.13'",
     ],
     extras_require={
+        # httptools: uvicorn's C parser (h11, its fallback, cost 15 % of the server's time);
+        # fastapi-offline (MIT): Swagger UI and ReDoc served by the server, so /docs works offline
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "httptools>=0.6", "python-multipart>=0.0.9",
-                   "prometheus_client>=0.16"],
+                   "prometheus_client>=0.16", "fastapi-offline>=1.7,<2"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         # `ovos-google-stt wyoming` (Home Assistant); zeroconf for --zeroconf discovery
         "wyoming": WYOMING,
         "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
                  "schemathesis>=4,<5", "matplotlib>=3.5",
+                 # drives Debian's chromium (no browser download) in tests/test_docs_offline.py
+                 "playwright>=1.40",
                  # its own loaders (module and fallback) in tests/test_ovos_loading.py; pure Python
                  "ovos-dinkum-listener>=0.5,<1",
                  # Google's own description of the API (its discovery document) and its own
@@ -71,7 +77,6 @@ setup(
     classifiers=[
         "Development Status :: 4 - Beta",
         "Intended Audience :: End Users/Desktop",
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Topic :: Multimedia :: Sound/Audio :: Speech",
     ],

@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
 import os
+import socket
 import stat
 import sys
 import tempfile
@@ -18,6 +20,7 @@ from ovos_utils.log import LOG as OVOS_LOG
 from .errors import ConfigError
 from .log import ModuleLog
 from .settings import KEY_ENV_VARS, Settings
+from .version import __version__
 
 LOG = ModuleLog("ovos_stt_plugin_google_apikey.cli")     # not __name__: "__main__" with -m
 
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ovos-google-stt", parents=[common],
                                      description="Google Cloud Speech-to-Text with an API key, "
                                                  "for OpenVoiceOS")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.set_defaults(verbose=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     settings = argparse.ArgumentParser(add_help=False)
@@ -192,13 +196,22 @@ def _add_transcribe(commands: Any, common: argparse.ArgumentParser,
                     settings: argparse.ArgumentParser) -> None:
     transcribe = commands.add_parser(
         "transcribe", parents=[common, settings], help="transcribe audio files",
-        description="WAV files (FLAC and Ogg with the [flac] extra) of any length: audio over "
-                    "55 s is cut at quiet points and its parts recognised in parallel.")
+        description="Audio files of any length: audio over 55 s is cut at quiet points and its "
+                    "parts recognised in parallel. WAV, and with the [flac] extra FLAC, Ogg, AIFF "
+                    "and MP3, are read by their header. Any other file is read as raw PCM: "
+                    "little-endian 16-bit mono at 16 kHz, unless --sample-rate and --sample-width "
+                    "say otherwise. Phone recordings (M4A, 3GP, AMR, WebM) are refused: convert "
+                    "them first, e.g. `ffmpeg -i memo.m4a -ar 16000 -ac 1 memo.wav`.")
     transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--sample-rate", type=_positive, metavar="HZ",
+                            help="the rate of files read as raw PCM (default: 16000)")
+    transcribe.add_argument("--sample-width", type=_positive, metavar="BYTES",
+                            help="the bytes per sample of files read as raw PCM (default: 2)")
     transcribe.add_argument("--lang", help="language (e.g. en-US, pt-BR, or auto); default: the "
                                            "plugin's or OVOS's")
     transcribe.add_argument("--json", action="store_true",
-                            help="print every alternative with its confidence as JSON lines")
+                            help="print one JSON line per file: every alternative with its "
+                                 "confidence, or {\"file\": ..., \"error\": ...}")
     transcribe.add_argument("--max-seconds", type=_seconds, metavar="SECONDS",
                             help="refuse a file longer than this before decoding all of it "
                                  "(default: no limit)")
@@ -216,44 +229,63 @@ def _add_check(commands: Any, common: argparse.ArgumentParser,
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    import mimetypes
-
-    from . import decoding
-    from .errors import GoogleSTTError
     engine = _require_engine(_plugin_config(args))
     failed = 0
     billed: List[Optional[float]] = []
     try:
         for path in args.files:
-            def progress(done: int, total: int, path: str = path) -> None:
-                if total > 1:
-                    print(f"{path}: part {done} of {total} done", file=sys.stderr)
-            try:
-                with open(path, "rb") as f:
-                    # The name's type stands in for a Content-Type: README.md is text, not PCM.
-                    pcm = decoding.decode(f.read(), max_seconds=args.max_seconds,
-                                          content_type=mimetypes.guess_type(path)[0])
-                transcript = engine.recognize(pcm, args.lang, progress=progress)
-            except (OSError, GoogleSTTError) as exc:
-                print(f"{path}: {exc}", file=sys.stderr)
+            outcome = _transcribe_one(engine, path, args)
+            if isinstance(outcome, str):                 # what went wrong, said for a file
                 failed += 1
+                print(outcome, file=sys.stderr)
+                if args.json:         # a program reading the lines still learns of the file
+                    print(json.dumps({"file": path, "error": outcome}, ensure_ascii=False))
                 continue
+            transcript, duration = outcome
             billed.append(transcript.billed_seconds)
+            prefix = f"{path}: " if len(args.files) > 1 else ""
+            if not transcript.text:           # stdout keeps its line per file; a person is told
+                print(f"{prefix}(no speech heard)", file=sys.stderr)
             if args.json:
                 print(json.dumps({"file": path, "language": transcript.language,
-                                  "duration": round(pcm.duration, 3),
+                                  "duration": round(duration, 3),
                                   "billed_seconds": transcript.billed_seconds,
                                   "alternatives": [{"text": a.text, "confidence": a.confidence}
                                                    for a in transcript.alternatives]},
                                  ensure_ascii=False))
             else:
-                prefix = f"{path}: " if len(args.files) > 1 else ""
                 print(prefix + transcript.text)
     finally:
         engine.shutdown()
     if billed:     # on stderr: stdout stays the transcripts (or JSON lines) alone
         print(_billed_total(billed), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _transcribe_one(engine: Any, path: str, args: argparse.Namespace) -> Any:
+    """(transcript, seconds of audio), or the line saying why the file failed."""
+    import mimetypes
+
+    from .decoding import decode
+    from .errors import GoogleSTTError, UnsupportedAudioError
+    from .refusals import explain
+
+    def progress(done: int, total: int) -> None:
+        if total > 1:
+            print(f"{path}: part {done} of {total} done", file=sys.stderr)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        # The name's type stands in for a Content-Type: README.md is text, memo.m4a not PCM.
+        pcm = decode(data, content_type=mimetypes.guess_type(path)[0], sample_rate=args.sample_rate,
+                     sample_width=args.sample_width, max_seconds=args.max_seconds)
+        return engine.recognize(pcm, args.lang, progress=progress), pcm.duration
+    except UnsupportedAudioError as exc:
+        return explain(exc, path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    except GoogleSTTError as exc:
+        return f"{path}: {exc}"
 
 
 def _billed_total(billed: List[Optional[float]]) -> str:
@@ -304,6 +336,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ovos-google-stt: the server needs its extra ({exc.name} is missing): "
               "pip install 'ovos-stt-plugin-google-apikey[server]'", file=sys.stderr)
         return EXIT_CONFIG
+    _check_port_free(args.host, args.port)     # before the engine, the app and "serving on"
     options = _server_options(args)            # the token read here, once
     app, engine = _serve_app(args, options)    # also with --processes: a bad setting stops here
     if args.processes > 1:
@@ -326,6 +359,22 @@ def _serve(args: argparse.Namespace) -> int:
         if engine is not None:
             engine.shutdown()
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """ConfigError when nothing can listen on host:port (uvicorn would say so later, in its own
+    format, after our "serving on" line). Bound as uvicorn binds: SO_REUSEADDR, so a port left
+    in TIME_WAIT counts as free and one with a listener does not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        why = "the port is in use (is another server running?)" \
+            if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}; choose another with --port "
+                          "or --host") from exc
 
 
 @contextlib.contextmanager

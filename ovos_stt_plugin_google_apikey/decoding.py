@@ -1,12 +1,14 @@
 """Bytes of unknown origin → audio, within a duration budget: which format a body is, the rule
 for raw PCM, and decoding that stops as soon as the budget is passed.
 
-The rule (README, "What counts as audio"): a body that starts with a file header (WAV, FLAC,
-Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg or followed by a
-Xing/Info tag) is that file. Anything
-else is raw PCM (little-endian, signed, mono) only when the request says so or could: a
-``sample_rate`` / ``sample_width`` parameter, or a Content-Type that is absent, ``audio/*`` or
-``application/octet-stream``. Raw PCM must hold whole samples and not be text.
+The rule (docs/server.md, "What counts as audio"): a body that starts with a file header (WAV,
+FLAC, Ogg, AIFF, MP3's ID3 tag; an MPEG frame header when labelled audio/mpeg or followed by a
+Xing/Info tag) is that file. A container we do not decode (MP4/M4A/3GP, WebM, AMR, raw AAC) or a
+file that is not audio (images, archives, programs: signatures.py) is refused, and so is a body
+labelled audio/mp4, audio/aac, audio/webm or video/*. Anything else is raw PCM (little-endian,
+signed, mono) only when the request says so or could: a ``sample_rate`` / ``sample_width``
+parameter, or a Content-Type that is absent, ``audio/*`` or ``application/octet-stream``. Raw
+PCM must hold whole samples and not be text.
 """
 from __future__ import annotations
 
@@ -21,22 +23,24 @@ with warnings.catch_warnings():
 from . import audio as audio_mod
 from . import wavfile
 from .errors import AudioError, AudioTooLongError, UnsupportedAudioError
+from .refusals import (
+    ACCEPTED,
+    CONTAINER,
+    LABELLED,
+    NEEDS_DECODER,
+    NOT_PCM,
+    TEXT,
+    form_without_a_file,
+    mangled_by_curl_d,
+    refusal,
+)
+from .signatures import identify
 
-ACCEPTED = ("WAV (PCM, float, A-law, mu-law), FLAC, Ogg Opus/Vorbis, AIFF, MP3 (libsndfile 1.1 "
-            "or later) or raw 16-bit PCM with ?sample_rate=16000&sample_width=2")
 FORM = "application/x-www-form-urlencoded"
 MPEG_TYPES = ("audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg")
-# curl labels -d and --data-binary bodies alike as a form, so the hint cannot tell them apart.
-FORM_HINT = ("the body is not an audio file (it came form-encoded, as curl labels -d and "
-             "--data-binary bodies; -d also strips a file's newlines): send an audio file with "
-             "`curl --data-binary @file` or `curl -F audio=@file`; raw 16-bit PCM with "
-             "?sample_rate=16000&sample_width=2; an MP3 without an ID3 tag with "
-             "-H 'Content-Type: audio/mpeg'")
-INSTALL_HINT = "pip install 'ovos-stt-plugin-google-apikey[flac]'"
-# Signatures of files that are not audio we read, so they are not taken for raw PCM.
-FOREIGN = {b"\x89PNG": "a PNG image", b"%PDF": "a PDF document", b"PK\x03\x04": "a zip archive",
-           b"GIF8": "a GIF image", b"\xff\xd8\xff": "a JPEG image", b"\x1f\x8b": "gzip data",
-           b"\x1a\x45\xdf\xa3": "WebM/Matroska (not read here)", b"#!AMR": "AMR audio (not read here)"}
+# Content-Types of compressed formats not decoded here: such a body is never raw PCM.
+NOT_PCM_TYPES = ("audio/mp4", "audio/m4a", "audio/x-m4a", "audio/aac", "audio/aacp", "audio/x-aac",
+                 "audio/webm", "audio/3gpp", "audio/3gpp2", "audio/amr", "audio/x-ms-wma")
 SOUNDFILE_KINDS = {b"fLaC": "FLAC", b"OggS": "Ogg", b"FORM": "AIFF", b"ID3": "MP3",
                    # what recorders and sox also write; libsndfile reads them
                    b"RF64": "RF64", b"riff.\x91\xcf\x11": "Wave64", b".snd": "AU", b"caff": "CAF",
@@ -50,36 +54,36 @@ def decode(data: bytes, *, content_type: Optional[str] = None, sample_rate: Opti
            sample_width: Optional[int] = None, max_seconds: Optional[float] = None) -> audio_mod.PCM:
     """The audio in ``data`` by the rule above, refused past ``max_seconds`` (None: no limit).
 
-    Raises UnsupportedAudioError when it is not audio we read (the message says what to send),
-    AudioTooLongError past the budget, AudioError for audio that is broken.
+    Raises UnsupportedAudioError when it is not audio we read (the message says what to send,
+    ``kind`` and ``found`` say why), AudioTooLongError past the budget, AudioError for audio
+    that is broken.
     """
     media = (content_type or "").split(";")[0].strip().lower()
     raw_declared = sample_rate is not None or sample_width is not None
-    if data[:4] == b"RIFF" and len(data) >= 12 and data[8:12] != b"WAVE":    # WebP, AVI, ...
-        form = data[8:12].decode("latin-1")
-        named = f"a RIFF {form!r} file" if form.isalnum() else "a RIFF file"
-        raise UnsupportedAudioError(f"the body is {named}, not WAV audio; send {ACCEPTED}")
-    foreign = next((name for magic, name in FOREIGN.items()
-                    if data.startswith(magic) and (len(magic) >= 4 or not raw_declared)), None)
-    if foreign:                # a short signature can also be the first samples of declared PCM
-        raise UnsupportedAudioError(f"the body is {foreign}, not audio; send {ACCEPTED}")
+    if data[:4] == b"RIFF" and media == FORM and (len(data) < 12 or data[8:12] != b"WAVE"):
+        raise mangled_by_curl_d("its RIFF header is cut short")     # what `curl -d` leaves
+    identified = identify(data, raw_declared)
+    if identified is not None:
+        raise refusal(*identified)
     kind = sniff(data, mpeg_labelled=media in MPEG_TYPES)
     if kind is not None:
         try:
             if kind == "WAV":
                 return from_wav(data, max_seconds, strict=media == FORM)
             return from_soundfile(data, kind, max_seconds)
-        except AudioTooLongError:
+        except (AudioTooLongError, UnsupportedAudioError):   # a missing decoder is the cause
             raise
         except AudioError as exc:
             if media == FORM:            # what `curl -d @file.wav` does to a file
-                raise UnsupportedAudioError(f"{FORM_HINT} ({exc})") from exc
+                raise mangled_by_curl_d(str(exc)) from exc
             raise
+    if media in NOT_PCM_TYPES or media.startswith("video/"):
+        raise refusal(CONTAINER, f"{media} audio", ".m4a")
     if not raw_declared:
         if media == FORM:
-            raise UnsupportedAudioError(FORM_HINT)
+            raise form_without_a_file()
         if media and not (media.startswith("audio/") or media == "application/octet-stream"):
-            raise UnsupportedAudioError(f"a {media} body is not audio; send {ACCEPTED}")
+            raise refusal(LABELLED, media)
     return from_raw(data, audio_mod.RAW_RATE if sample_rate is None else sample_rate,
                     audio_mod.RAW_WIDTH if sample_width is None else sample_width, max_seconds)
 
@@ -116,11 +120,10 @@ def from_raw(data: bytes, sample_rate: int, sample_width: int,
              max_seconds: Optional[float] = None) -> audio_mod.PCM:
     """Raw PCM from an untrusted source: whole samples, not text, within the budget."""
     if sample_width in audio_mod.WIDTHS and len(data) % sample_width:
-        raise UnsupportedAudioError(
-            f"{len(data)} bytes is not a whole number of {8 * sample_width}-bit samples, so this "
-            f"is not raw PCM; send {ACCEPTED}")
+        raise refusal(NOT_PCM, f"{len(data)} bytes is not a whole number of "
+                               f"{8 * sample_width}-bit samples")
     if data and _is_text(data[:TEXT_PROBE]):
-        raise UnsupportedAudioError(f"the body is text, not audio; send {ACCEPTED}")
+        raise refusal(TEXT, "text")
     pcm = audio_mod.from_raw(b"", sample_rate, sample_width)     # validates rate and width first
     check_duration(len(data) / (pcm.frame_size * pcm.sample_rate), max_seconds)
     return audio_mod.from_raw(data, sample_rate, sample_width)
@@ -182,11 +185,12 @@ def _soundfile(kind: str) -> Any:
     try:
         import soundfile
     except (ImportError, OSError) as exc:       # OSError: a wheel without libsndfile (32-bit ARM)
-        raise UnsupportedAudioError(f"{kind} audio needs the optional decoder ({INSTALL_HINT}); "
-                                    "send WAV or raw PCM instead") from exc
+        raise refusal(NEEDS_DECODER, f"{kind} audio") from exc
     if kind == "MP3" and "MP3" not in soundfile.available_formats():
-        raise UnsupportedAudioError(f"MP3 needs libsndfile 1.1 or later (this one is "
-                                    f"{soundfile.__libsndfile_version__}); send {ACCEPTED}")
+        version = soundfile.__libsndfile_version__
+        raise UnsupportedAudioError(f"MP3 needs libsndfile 1.1 or later (this one is {version}); "
+                                    f"send {ACCEPTED}", kind=NEEDS_DECODER,
+                                    found=f"MP3 audio (libsndfile 1.1 or later; this is {version})")
     return soundfile
 
 

@@ -59,7 +59,16 @@ class AudioError(GoogleSTTError, ValueError):
 
 
 class UnsupportedAudioError(AudioError):
-    """The bytes are not audio in a format this package reads; the message says what to send."""
+    """The bytes are not audio in a format this package reads; the message says what to send.
+
+    ``kind`` names the refusal (decoding's constants: a container to convert, not audio, text,
+    a missing decoder, ...) and ``found`` what the bytes are ("an M4A (MP4 audio) file"), so a
+    caller can phrase it for its own users (the CLI speaks of files and its options)."""
+
+    def __init__(self, message: str, *, kind: str = "", found: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.found = found
 
 
 class AudioTooLongError(AudioError):

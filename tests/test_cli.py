@@ -51,8 +51,8 @@ def test_transcribe_reports_each_failure_and_exits_1(fake, tmp_path):
     junk.write_bytes(b"RIFF" + b"\x01" * 50)
     out = run(["transcribe", str(junk), str(tmp_path / "missing.wav"), str(good)], fake)
     assert out.returncode == 1
-    assert "junk.wav: the body is a RIFF file, not WAV audio; send WAV" in out.stderr
-    assert "missing.wav: [Errno 2]" in out.stderr
+    assert "junk.wav is a RIFF file, not WAV audio; give a WAV, FLAC" in out.stderr
+    assert "missing.wav: No such file or directory" in out.stderr
     assert f"{good}: audio 1.00 seconds at 16000 hertz" in out.stdout
 
 

@@ -18,11 +18,58 @@ pytestmark = pytest.mark.compat
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory):
+def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-                   check=True, capture_output=True, timeout=600)
-    return out
+    done = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+                          check=True, capture_output=True, text=True, timeout=600)
+    return out, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def dist(built):
+    return built[0]
+
+
+def test_the_build_has_no_setuptools_warnings(built):
+    log = built[1]
+    # "byte-compiling is disabled" is the environment's PYTHONDONTWRITEBYTECODE, not packaging.
+    warnings = [line for line in log.splitlines() if "warn" in line.lower()
+                and "byte-compiling is disabled" not in line]
+    assert warnings == [], "\n".join(warnings)
+    assert "absent from the `packages` configuration" not in log
+
+
+def test_the_sdist_alone_installs_with_its_data_files(dist, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    sdist = next(dist.glob("*.tar.gz"))
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(sdist)],
+                   check=True, capture_output=True, timeout=900)
+    code = ("import importlib.util, pathlib\n"
+            "spec = importlib.util.find_spec('ovos_stt_plugin_google_apikey')\n"
+            "print((pathlib.Path(spec.origin).parent / 'data' / 'languages.txt').read_text(), end='')\n")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path)
+    shipped = (REPO / "ovos_stt_plugin_google_apikey" / "data" / "languages.txt").read_text()
+    assert out.stdout == shipped, out.stderr
+
+
+OLD_PYTHONS = sorted(Path("/root/.pyenv/versions").glob("3.9*/bin/python3.9")) + \
+    sorted(Path("/root/.pyenv/versions").glob("3.10*/bin/python3.10"))
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no pyenv Python 3.9 or 3.10 on this machine")
+@pytest.mark.parametrize("python", OLD_PYTHONS, ids=[p.name for p in OLD_PYTHONS])
+def test_pip_install_on_old_pythons_prints_no_legacy_warning(python, tmp_path):
+    """pip on 3.9/3.10 warned of the legacy `setup.py install` while there was no pyproject.toml."""
+    env_dir = tmp_path / "venv"
+    subprocess.run([str(python), "-m", "venv", str(env_dir)], check=True, timeout=120)
+    out = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--no-deps",
+                          str(REPO)], capture_output=True, text=True, timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert "legacy" not in log.lower() and "setup.py install" not in log, log[-3000:]
 
 
 def test_sdist_and_wheel_carry_the_package_data(dist):

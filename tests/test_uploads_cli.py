@@ -14,8 +14,9 @@ def test_a_text_file_is_refused_non_zero_with_what_to_send(fake, tmp_path):
     out = run(["transcribe", str(readme), str(notes)], fake)
     assert out.returncode == 1 and out.stdout == ""
     # text/markdown from the name where the system's mime.types knows .md; else the bytes say text
-    assert f"{readme}: " in out.stderr and "not audio; send WAV" in out.stderr.split(f"{readme}: ")[1]
-    assert f"{notes}: the body is text, not audio; send WAV" in out.stderr
+    assert f"{readme} is " in out.stderr and "not audio" in out.stderr.split(f"{readme} is ")[1]
+    assert f"{notes} is text, not audio; give a WAV, FLAC, Ogg, AIFF or MP3 file" in out.stderr
+    assert "body" not in out.stderr and "?sample_rate" not in out.stderr   # the server's words
     assert fake.requests == []
 
 

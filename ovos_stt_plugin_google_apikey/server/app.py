@@ -16,6 +16,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional, Tupl
 from fastapi import FastAPI, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.types import Receive, Scope, Send
 
 from ..languages import to_google
@@ -42,6 +43,7 @@ PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without import
 NO_KEY = "no Google API key configured: set GOOGLE_STT_API_KEY"
 UNAUTHORIZED = "missing or wrong 'Authorization: Bearer <token>' header"
 MAX_LOGGED_PATH = 100
+DOCS_ASSETS = "/docs-assets"          # where Swagger UI and ReDoc load their scripts from
 
 
 class _Job:
@@ -206,8 +208,10 @@ def create_app(engine: Any, options: Optional[ServerOptions] = None, **changes: 
     # /docs and /openapi.json are open even with a token (the contract is public, and a
     # browser loads them without one); with a token the schema declares the bearer scheme, so
     # /docs' "Authorize" sends it.
-    app = FastAPI(title=PLUGIN_ID, version=__version__, lifespan=lifespan,
-                  description="Google Cloud Speech-to-Text behind the ovos-stt-http-server routes.")
+    # fastapi-offline's FastAPI serves Swagger UI's and ReDoc's scripts from its own wheel, so
+    # /docs and /redoc work with no internet (FastAPI's own pages load them from a CDN).
+    app = FastAPIOffline(title=PLUGIN_ID, version=__version__, lifespan=lifespan, static_url=DOCS_ASSETS,
+                         description="Google Cloud Speech-to-Text behind the ovos-stt-http-server routes.")
     app.state.options = options
     app.state.token_required = options.token is not None
     app.state.front = Front(app.router, pipeline, options)

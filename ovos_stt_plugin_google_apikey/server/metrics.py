@@ -25,7 +25,9 @@ from ..wire import billed_seconds
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")   # prometheus_client's per-process file
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-ROUTES = ("/stt", "/stt/json", "/lang_detect", "/status", "/metrics", "/")
+# /docs, /redoc and the schema are counted by their path too
+ROUTES = ("/stt", "/stt/json", "/lang_detect", "/status", "/metrics", "/", "/docs",
+          "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 STT_ROUTES = ("/stt", "/stt/json", "/lang_detect")
 # Added latency is small when all is well (ms of decoding); the top buckets catch a queue.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

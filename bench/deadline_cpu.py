@@ -68,7 +68,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="deadline-bench-") as old_root:
-        archive = subprocess.run(["git", "-C", ROOT, "archive", args.baseline, "ovos_stt_plugin_google_apikey"],
+        package = "ovos_stt_plugin_google_apikey"
+        archive = subprocess.run(["git", "-C", ROOT, "archive", args.baseline, package],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", old_root], input=archive, check=True)
         fake = subprocess.Popen([sys.executable, "-c", FAKE.format(tests=os.path.join(ROOT, "tests"))],

@@ -5,16 +5,17 @@ import json
 import os
 import random
 import socket
+import threading
 import time
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
 
-from . import timeouts
-from . import errors
+from . import errors, timeouts
+from .connections import ReportingAdapter
 from .log import ModuleLog
 from .settings import Settings
 from .version import __version__
@@ -51,10 +52,9 @@ class SpeechClient:
         # once here: with trust_env, requests would look them up, and stat ~/.netrc, per request.
         self._session.trust_env = False
         self._session.proxies.update(requests.utils.get_environ_proxies(self.url))
-        self._session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._session.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                                or True)
         self._secrets = settings.secrets + _proxy_secrets(self._session.proxies.values())
-        # pool_block: more concurrent callers than connections wait for a free one instead of
-        # opening (and then discarding) extra TLS connections to Google.
         self.pool_size = 0
         self.ensure_pool_size(pool_size)
         # Told of every attempt: (Google's 200 JSON or the APIError, seconds it took, whether it
@@ -75,9 +75,11 @@ class SpeechClient:
         if size <= self.pool_size:
             return
         self.pool_size = size
-        adapter = timeouts.DeadlineAdapter(pool_connections=1, pool_maxsize=size, max_retries=0,
-                                   pool_block=True)
+        # More concurrent callers than connections wait for a free slot, within their own
+        # deadline, instead of opening (and then discarding) extra TLS connections to Google.
+        self._slots = threading.BoundedSemaphore(size)
         old = self._session.adapters.get("https://")
+        adapter = ReportingAdapter(size)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         if old is not None:
@@ -92,62 +94,43 @@ class SpeechClient:
         if self._closed:
             raise errors.ClosedError(errors.SHUT_DOWN)
 
-    def recognize(self, body: Dict[str, Any], deadline: Optional[float] = None) -> Dict[str, Any]:
-        """POST the body, retrying transient failures until ``deadline`` (time.monotonic()).
+    def recognize(self, body: Dict[str, Any],
+                  deadline: Union[timeouts.Deadline, float, None] = None) -> Dict[str, Any]:
+        """POST the body, retrying transient failures until ``deadline`` (a Deadline, or a
+        time.monotonic() instant; by default ``timeout`` from now).
 
         Time spent uploading does not count: the deadline moves on by each upload's length
         (see ``timeouts``). Returns Google's 200 JSON. Raises CredentialsError, QuotaError,
         RequestRejectedError, UnavailableError, DeadlineError or ClosedError.
         """
         self._check_open()
-        budget = [deadline if deadline is not None else time.monotonic() + self.settings.timeout]
+        if deadline is None:
+            deadline = timeouts.Deadline.after(self.settings.timeout)
+        elif not isinstance(deadline, timeouts.Deadline):
+            deadline = timeouts.Deadline(float(deadline))
         payload = dump_body(body)
         attempt = 0
         while True:
             started = time.monotonic()
-            error = self._attempt(payload, budget)
-            self._observe(error, started, attempt > 0)
-            if isinstance(error, dict):
-                return error
+            call = timeouts.Call(deadline)
+            result = self._exchange(timeouts.Upload(payload, call), call)
+            deadline = call.deadline            # moved on by the time this upload took
+            self._observe(result, started, attempt > 0)
+            if isinstance(result, dict):
+                return result
             attempt += 1
-            if not _retryable(error) or attempt > self.settings.retries:
-                raise error
-            wait = error.retry_after if error.retry_after is not None else _backoff(attempt)
-            remaining = budget[0] - time.monotonic()
-            if wait >= remaining:
-                raise type(error)(f"{error} (not retried: the next try, in {wait:.1f} s, would pass "
-                                  f"the {self.settings.timeout:g} s timeout)",
-                                  status=error.status, reason=error.reason,
-                                  google_message=error.google_message,
-                                  retry_after=error.retry_after) from error
+            if not _retryable(result) or attempt > self.settings.retries:
+                raise result
+            wait = result.retry_after if result.retry_after is not None else _backoff(attempt)
+            if wait >= deadline.remaining():
+                raise type(result)(f"{result} (not retried: the next try, in {wait:.1f} s, would "
+                                   f"pass the {self.settings.timeout:g} s timeout)",
+                                   status=result.status, reason=result.reason,
+                                   google_message=result.google_message,
+                                   retry_after=result.retry_after) from result
             LOG.info("Google STT attempt %d failed (%s); retrying in %.2f s",
-                     attempt, error.reason or error.status or type(error).__name__, wait)
+                     attempt, result.reason or result.status or type(result).__name__, wait)
             time.sleep(wait)
-
-    def _attempt(self, payload: bytes, budget: List[float]) -> Any:
-        """One POST: the 200 JSON as a dict, or the APIError it ended in (returned, not raised).
-
-        ``budget[0]``, the deadline, moves on by the time this attempt spends uploading.
-        """
-        remaining = budget[0] - time.monotonic()
-        if remaining <= 0:
-            return errors.DeadlineError(
-                f"no answer from Google within the {self.settings.timeout:g} s timeout")
-        watchdogs = [timeouts.Watchdog(remaining)]      # connecting and sending the headers
-
-        def started() -> None:
-            watchdogs[0].cancel()                       # from here on, bounded by progress
-
-        def sent() -> None:
-            budget[0] += time.monotonic() - (upload.started_at or time.monotonic())
-            watchdogs.append(timeouts.Watchdog(max(0.001, budget[0] - time.monotonic())))
-
-        upload = timeouts.Upload(payload, started, sent)
-        try:
-            return self._exchange(upload, lambda: budget[0], remaining, watchdogs, upload)
-        finally:
-            for watchdog in watchdogs:
-                watchdog.cancel()
 
     def _observe(self, result: Any, started: float, retry: bool) -> None:
         if self.on_attempt is not None:
@@ -155,28 +138,16 @@ class SpeechClient:
 
     def recognize_streaming(self, parts: Iterable[bytes]) -> Dict[str, Any]:
         """POST a body that is still being made (chunked transfer encoding), e.g. while the
-        user speaks. The ``timeout`` starts when ``parts`` is exhausted. One attempt: the
-        caller keeps the audio and falls back on ``recognize``.
+        user speaks. The deadline rule is ``recognize``'s: ``timeout``, not counting the upload.
+        One attempt: the caller keeps the audio and falls back on ``recognize``.
 
         Returns Google's 200 JSON; raises an APIError subclass. An exception raised by
         ``parts`` itself propagates unchanged (the request is abandoned).
         """
         self._check_open()
-        deadline = [float("inf")]
-        watchdog: List[timeouts.Watchdog] = []
-
-        def body() -> Iterator[bytes]:
-            yield from parts
-            timeouts.wait_acknowledged(timeouts.UPLOAD_STALL)
-            deadline[0] = time.monotonic() + self.settings.timeout
-            watchdog.append(timeouts.Watchdog(self.settings.timeout))
-
+        call = timeouts.Call(timeouts.Deadline.after(self.settings.timeout))
         started = time.monotonic()
-        try:
-            result = self._exchange(body(), lambda: deadline[0], self.settings.timeout, watchdog)
-        finally:
-            for timer in watchdog:
-                timer.cancel()
+        result = self._exchange(timeouts.streamed(parts, call), call)
         self._observe(result, started, False)
         if isinstance(result, errors.APIError):
             raise result
@@ -185,13 +156,17 @@ class SpeechClient:
     def warm(self) -> None:
         """Open a pooled connection to the endpoint (DNS, TCP, TLS) without a recognition.
 
-        A keyless HEAD of the endpoint's root: Google answers 404 at no cost. Failures are
-        only logged; the recognition that follows reports them properly.
+        A keyless HEAD of the endpoint's root: Google answers 404 at no cost. Skipped when
+        every connection is in use. Failures are only logged; the recognition that follows
+        reports them properly.
         """
-        if self._closed:
+        slots = self._slots
+        if self._closed or not slots.acquire(blocking=False):
             return
         try:
-            with self._session.head(self.settings.endpoint + "/", headers={API_KEY_HEADER: None},
+            # A None value drops the session's header: requests' documented merge.
+            keyless: Dict[str, Any] = {API_KEY_HEADER: None}
+            with self._session.head(self.settings.endpoint + "/", headers=keyless,
                                     timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT),
                                     allow_redirects=False) as resp:
                 if 300 <= resp.status_code < 400:
@@ -199,39 +174,56 @@ class SpeechClient:
         except requests.RequestException as exc:
             LOG.debug("warming the connection to %s failed: %s", self.endpoint_shown,
                       errors.scrub(_describe(exc), self._secrets))
+        finally:
+            slots.release()
 
-    def _exchange(self, data: Any, deadline: Callable[[], float], read_timeout: float,
-                  watchdogs: List[timeouts.Watchdog],
-                  upload: Optional[timeouts.Upload] = None) -> Any:
-        """Send, read within ``deadline()``, and map the answer: a dict or an APIError."""
-        timeouts.begin(read_timeout)
+    def _exchange(self, data: Any, call: timeouts.Call) -> Any:
+        """One POST of ``data`` within ``call``'s deadline: the 200 JSON as a dict, or the
+        APIError it ended in (returned, not raised)."""
+        slots = self._slots
+        if call.deadline.expired or not slots.acquire(timeout=call.deadline.remaining()):
+            return self._late()
         try:
-            with self._session.post(self.url, data=data, stream=True, allow_redirects=False,
-                                    timeout=(min(CONNECT_TIMEOUT, read_timeout), read_timeout)) as resp:
-                if 300 <= resp.status_code < 400:
-                    return self._redirect(resp)
-                content = _read(resp, deadline())
-                status, retry_after = resp.status_code, resp.headers.get("Retry-After")
-        except errors.DeadlineError as exc:
+            with call:
+                status, retry_after, content = self._post(data, call)
+        except errors.APIError as exc:          # a redirect, a stalled upload, a large answer
             return exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            # HTTPError: urllib3's EmptyPoolError (no free connection in time) is not wrapped.
-            if upload is not None and upload.started_at is not None and upload.sent_at is None \
-                    and _timed_out(exc):
-                return errors.DeadlineError(
-                    f"the upload to {self.endpoint_shown} made no progress for "
-                    f"{timeouts.UPLOAD_STALL:g} s: the connection stalled")
-            timed_out = isinstance(exc, (requests.Timeout, urllib3.exceptions.EmptyPoolError))
-            if timed_out or any(w.fired for w in watchdogs) or time.monotonic() >= deadline():
-                return errors.DeadlineError(
-                    f"no answer from Google within the {self.settings.timeout:g} s timeout")
-            return errors.UnavailableError(errors.scrub(
-                f"cannot reach {self.endpoint_shown}: {_describe(exc)}", self._secrets))
+            return self._failed(exc, call)
         finally:
-            timeouts.end()
-        if any(w.fired for w in watchdogs):     # the answer was cut off at the deadline
+            slots.release()
+        if call.fired:                          # the answer was cut off at the deadline
+            return self._late()
+        return self._answer(status, retry_after, content)
+
+    def _post(self, data: Any, call: timeouts.Call) -> Tuple[int, Optional[str], bytes]:
+        remaining = call.deadline.remaining()
+        with self._session.post(self.url, data=data, stream=True, allow_redirects=False,
+                                timeout=(min(CONNECT_TIMEOUT, remaining), remaining)) as resp:
+            try:
+                if 300 <= resp.status_code < 400:
+                    raise self._redirect(resp)
+                return resp.status_code, resp.headers.get("Retry-After"), _read(resp, call.deadline)
+            finally:
+                call.finish()       # before leaving the with hands the connection back to the pool
+
+    def _late(self) -> errors.DeadlineError:
+        return errors.DeadlineError(
+            f"no answer from Google within the {self.settings.timeout:g} s timeout")
+
+    def _failed(self, exc: Exception, call: timeouts.Call) -> errors.APIError:
+        """The error for a request that raised ``exc`` (requests' or urllib3's)."""
+        if call.uploading and _timed_out(exc):
             return errors.DeadlineError(
-                f"no answer from Google within the {self.settings.timeout:g} s timeout")
+                f"the upload to {self.endpoint_shown} made no progress for "
+                f"{timeouts.UPLOAD_STALL:g} s: the connection stalled")
+        if isinstance(exc, requests.Timeout) or call.fired or call.deadline.expired:
+            return self._late()
+        return errors.UnavailableError(errors.scrub(
+            f"cannot reach {self.endpoint_shown}: {_describe(exc)}", self._secrets))
+
+    def _answer(self, status: int, retry_after: Optional[str], content: bytes) -> Any:
+        """Google's 200 JSON as a dict, or the APIError an answer stands for."""
         if status < 200 or 200 < status < 300:
             return errors.UnavailableError(
                 f"{self.endpoint_shown} answered {status}, which Google's speech:recognize never "
@@ -311,7 +303,7 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-def _read(resp: requests.Response, deadline: float) -> bytes:
+def _read(resp: requests.Response, deadline: timeouts.Deadline) -> bytes:
     chunks: List[bytes] = []
     size = 0
     for chunk in resp.iter_content(READ_CHUNK):
@@ -319,7 +311,7 @@ def _read(resp: requests.Response, deadline: float) -> bytes:
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise errors.UnavailableError(f"Google's answer is over {MAX_RESPONSE_BYTES} bytes")
-        if time.monotonic() > deadline:
+        if deadline.expired:
             raise errors.DeadlineError("Google's answer did not arrive within the timeout")
     return b"".join(chunks)
 
@@ -336,7 +328,7 @@ def _backoff(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _describe(exc: requests.RequestException) -> str:
+def _describe(exc: BaseException) -> str:
     """The innermost cause in one line (requests' own text repeats the pool internals)."""
     cause: BaseException = exc
     while cause.__cause__ is not None or cause.__context__ is not None:

@@ -1,15 +1,14 @@
-"""A hard deadline for requests. Socket timeouts bound each read, not a whole answer: a
-server that trickles one byte a second never times out. So each attempt arms a Watchdog that
-shuts the attempt's socket down at the deadline (the blocked read then fails at once), and a
-caller waiting for a free pooled connection waits no longer than its own deadline allows.
+"""Deadlines for requests to Google, and what holds them.
 
-Use ``DeadlineAdapter`` on the session, and around each request ``begin(seconds)`` /
-``end()`` in the thread that sends it.
+The rule: a request must be answered by its ``Deadline``, ``timeout`` s after it starts, but
+uploading does not count: once the peer has acknowledged the whole upload, the deadline moves on
+by the time the upload took. The upload is bounded by its progress instead: it fails when no byte
+is acknowledged for ``UPLOAD_STALL`` s, so one that keeps moving is never cut.
 
-Uploads are bounded by progress, not by the answer's deadline: an ``Upload`` body makes each
-16 KB block's send fail after ``UPLOAD_STALL`` s without progress, and at its end waits until
-the peer has acknowledged every byte (the kernel and a home router may hold seconds of audio
-at 1 Mbit/s) before calling ``on_sent``, where the caller starts the answer's deadline.
+Socket timeouts bound each read, not a whole answer (a server trickling a byte a second never
+times out). So each request is a ``Call``: the connection urllib3 gives it reports to the Call
+(``connections``), and the Call's alarm shuts that connection's socket down at the deadline,
+which makes the blocked read fail at once. One thread sounds every alarm of the process.
 """
 from __future__ import annotations
 
@@ -20,123 +19,88 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from . import errors
+from .log import ModuleLog
+
+LOG = ModuleLog(__name__)
 
 UPLOAD_STALL = 5.0           # seconds an upload may make no progress before it is given up
 ACK_POLL = 0.01              # seconds between looks at the unacknowledged bytes
 
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-_ACTIVE: Dict[int, Any] = {}      # thread id -> the connection that thread is using
-_POOL_WAIT: Dict[int, float] = {}  # thread id -> longest wait for a free pooled connection
+@dataclass(frozen=True)
+class Deadline:
+    """An instant on ``time.monotonic()``'s clock."""
 
+    at: float
 
-class _Watched:
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        _ACTIVE[threading.get_ident()] = self
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
 
+    def remaining(self) -> float:
+        """Seconds left; 0.0 once it has passed."""
+        return max(0.0, self.at - time.monotonic())
 
-class _HTTPConnection(_Watched, HTTPConnection):
-    pass
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
 
-
-class _HTTPSConnection(_Watched, HTTPSConnection):
-    pass
-
-
-class _WaitBounded:
-    """A full (blocking) pool makes a caller wait; no longer than its own deadline allows."""
-
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        if timeout is None:
-            timeout = _POOL_WAIT.get(threading.get_ident())
-        return super()._get_conn(timeout)  # type: ignore[misc]
+    def extended(self, seconds: float) -> Deadline:
+        return Deadline(self.at + seconds)
 
 
-class _HTTPPool(_WaitBounded, HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+class Alarm:
+    """A callback due at an instant; once cancelled it never runs."""
 
+    __slots__ = ("callback", "cancelled")
 
-class _HTTPSPool(_WaitBounded, HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class DeadlineAdapter(HTTPAdapter):
-    POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = self.POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):     # SOCKS managers bring their own pools
-            manager.pool_classes_by_scheme = self.POOLS
-        return manager
-
-
-class Watchdog:
-    """Shuts the calling thread's HTTP connection down in ``seconds`` unless cancelled first."""
-
-    def __init__(self, seconds: float) -> None:
-        self._thread_id = threading.get_ident()
-        self._lock = threading.Lock()      # cancel() and firing exclude each other
-        self.done = False
-        self.fired = False
-        _ALARMS.arm(time.monotonic() + seconds, self)
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.done:
-                return
-            self.fired = True
-            sock = getattr(_ACTIVE.get(self._thread_id), "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
 
     def cancel(self) -> None:
-        with self._lock:
-            self.done = True
-        _ALARMS.cancelled()
+        if not self.cancelled:
+            self.cancelled = True
+            _ALARMS.cancelled()
 
 
 class _Alarms:
-    """One thread fires every Watchdog of the process, earliest first: a thread per request
+    """One thread runs every alarm of the process, earliest first: a thread per request
     (threading.Timer) cost ~130 us of CPU to start, twice per Google request."""
 
     PURGE_AT = 256                 # cancelled entries kept before the heap is rebuilt
 
     def __init__(self) -> None:
-        self._heap: List[Tuple[float, int, Watchdog]] = []
+        self._heap: List[Tuple[float, int, Alarm]] = []
         self._wake = threading.Condition()
         self._order = itertools.count()
         self._thread: Optional[threading.Thread] = None
         self._cancelled = 0
 
-    def arm(self, when: float, watchdog: Watchdog) -> None:
+    def arm(self, deadline: Deadline, callback: Callable[[], None]) -> Alarm:
+        """Run ``callback`` in the alarm thread at ``deadline``, unless cancelled first."""
+        alarm = Alarm(callback)
         with self._wake:
-            heapq.heappush(self._heap, (when, next(self._order), watchdog))
+            heapq.heappush(self._heap, (deadline.at, next(self._order), alarm))
             if self._thread is None or not self._thread.is_alive():    # first use, or forked
                 self._thread = threading.Thread(target=self._run, name="google-stt-deadlines",
                                                 daemon=True)
                 self._thread.start()
-            elif self._heap[0][2] is watchdog:     # earlier than what the thread waits for
+            elif self._heap[0][2] is alarm:     # earlier than what the thread waits for
                 self._wake.notify()
+        return alarm
 
     def cancelled(self) -> None:
-        # Cancelled watchdogs stay queued until their time, unless many pile up.
+        # Cancelled alarms stay queued until their time, unless many pile up.
         with self._wake:
             self._cancelled += 1
             if self._cancelled > self.PURGE_AT and self._cancelled * 2 > len(self._heap):
-                self._heap = [entry for entry in self._heap if not entry[2].done]
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
                 heapq.heapify(self._heap)
                 self._cancelled = 0
 
@@ -144,7 +108,7 @@ class _Alarms:
         while True:
             with self._wake:
                 while True:
-                    while self._heap and self._heap[0][2].done:
+                    while self._heap and self._heap[0][2].cancelled:
                         heapq.heappop(self._heap)
                         self._cancelled = max(0, self._cancelled - 1)
                     now = time.monotonic()
@@ -152,53 +116,135 @@ class _Alarms:
                         due = heapq.heappop(self._heap)[2]
                         break
                     self._wake.wait(self._heap[0][0] - now if self._heap else None)
-            due.fire()
+            try:
+                due.callback()
+            except BaseException:       # noqa: B036 - every later deadline depends on this thread
+                LOG.exception("a deadline's alarm failed; the others still run")
 
 
 _ALARMS = _Alarms()
+arm = _ALARMS.arm
+
+_CURRENT: ContextVar[Optional[Call]] = ContextVar("google_stt_call", default=None)
 
 
-def begin(pool_wait: float) -> None:
-    """This thread is about to send a request that may wait ``pool_wait`` s for a connection."""
-    _POOL_WAIT[threading.get_ident()] = pool_wait
+def current() -> Optional[Call]:
+    """The Call this context is sending, if any."""
+    return _CURRENT.get()
 
 
-def end() -> None:
-    """This thread's request is over: forget its connection and its pool wait."""
-    _ACTIVE.pop(threading.get_ident(), None)
-    _POOL_WAIT.pop(threading.get_ident(), None)
+class Call:
+    """One HTTP exchange held to its deadline. ``with call:`` around the request, in the
+    context that sends it: the connection urllib3 picks then reports to this Call, and the
+    alarm shuts it down at ``deadline``. ``finish()`` before the connection goes back to the
+    pool, so a late alarm never touches a connection another request has taken.
+    """
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline          # moved on by the upload's length once it is acknowledged
+        self.connection: Any = None       # urllib3's, once it reports (attach)
+        self.fired = False                # the deadline passed while the exchange was on
+        self.upload_started: Optional[float] = None
+        self.upload_done = False
+        self._lock = threading.Lock()     # finishing and firing exclude each other
+        self._finished = False
+        self._alarm: Optional[Alarm] = None
+        self._token: Optional[Token[Optional[Call]]] = None
+
+    def __enter__(self) -> Call:
+        self._token = _CURRENT.set(self)
+        self._alarm = arm(self.deadline, self._fire)     # connecting and sending the headers
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finish()
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+
+    @property
+    def uploading(self) -> bool:
+        return self.upload_started is not None and not self.upload_done
+
+    def finish(self) -> None:
+        """The exchange is over: the alarm never fires, the connection is forgotten."""
+        with self._lock:
+            self._finished = True
+            self.connection = None
+        if self._alarm is not None:
+            self._alarm.cancel()
+
+    def attach(self, connection: Any) -> None:
+        """``connection`` (urllib3's) carries this exchange; see ``connections``."""
+        with self._lock:
+            if not self._finished:
+                self.connection = connection
+
+    def socket(self) -> Optional[socket.socket]:
+        return os_socket(self.connection)
+
+    def start_upload(self) -> None:
+        """The body starts: from here on bounded by progress, not by the deadline."""
+        self.upload_started = time.monotonic()
+        if self._alarm is not None:
+            self._alarm.cancel()
+        sock = self.socket()
+        if sock is not None:          # each block's send: no progress for this long fails
+            sock.settimeout(UPLOAD_STALL)
+
+    def end_upload(self) -> None:
+        """The body is sent: wait for its acknowledgement, then the answer's deadline runs."""
+        wait_acknowledged(self.socket(), UPLOAD_STALL)
+        self.upload_done = True
+        if self.upload_started is not None:
+            self.deadline = self.deadline.extended(time.monotonic() - self.upload_started)
+        self._alarm = arm(self.deadline, self._fire)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.fired = True
+            sock = self.socket()
+            if sock is not None:
+                try:
+                    # socket.socket's own shutdown: SSLSocket.shutdown() would also drop the
+                    # TLS state from under the thread reading it.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:       # closed already, or not connected yet
+                    pass
+
+
+def os_socket(connection: Any) -> Optional[socket.socket]:
+    """The TCP socket under a urllib3 connection's TLS layers, or None. Through an https://
+    proxy urllib3 runs TLS inside TLS with an ``SSLTransport``, which wraps (``.socket``) the
+    proxy's SSLSocket and has no shutdown() of its own."""
+    sock = getattr(connection, "sock", None)
+    for _ in range(3):
+        if sock is None or isinstance(sock, socket.socket):    # SSLSocket is one too
+            return sock
+        sock = getattr(sock, "socket", None)
+    return None
 
 
 class Upload:
-    """A request body for requests/urllib3, read in blocks by the sending thread.
+    """A request body for requests/urllib3, read in blocks in the sending thread, that tells
+    ``call`` when it starts and when the peer has acknowledged its last byte. ``read`` raises
+    DeadlineError when the acknowledgements stall."""
 
-    ``on_sent()`` runs in that thread once the last byte is acknowledged (or the peer has
-    answered already). Raises DeadlineError from ``read`` when the acknowledgements stall.
-    """
-
-    def __init__(self, data: bytes, on_start: Callable[[], None],
-                 on_sent: Callable[[], None]) -> None:
+    def __init__(self, data: bytes, call: Call) -> None:
         self._data = memoryview(data)
         self._pos = 0
-        self._on_start, self._on_sent = on_start, on_sent
-        self.started_at: Optional[float] = None
-        self.sent_at: Optional[float] = None
+        self._call = call
 
     def __len__(self) -> int:           # requests sends Content-Length, not chunks
         return len(self._data) - self._pos
 
     def read(self, size: int = -1) -> bytes:
-        if self.started_at is None:
-            self.started_at = time.monotonic()
-            self._on_start()
-            sock = _active_socket()
-            if sock is not None:        # each block's send: no progress for this long fails
-                sock.settimeout(UPLOAD_STALL)
+        if self._call.upload_started is None:
+            self._call.start_upload()
         if self._pos >= len(self._data):
-            if self.sent_at is None:
-                wait_acknowledged(UPLOAD_STALL)
-                self.sent_at = time.monotonic()
-                self._on_sent()
+            if not self._call.upload_done:
+                self._call.end_upload()
             return b""
         end = len(self._data) if size is None or size < 0 else self._pos + size
         block = self._data[self._pos:end].tobytes()
@@ -206,17 +252,19 @@ class Upload:
         return block
 
 
-def _active_socket() -> Optional[socket.socket]:
-    return getattr(_ACTIVE.get(threading.get_ident()), "sock", None)
+def streamed(parts: Iterable[bytes], call: Call) -> Iterator[bytes]:
+    """A chunked request body of ``parts`` (still being made) that tells ``call`` as Upload does."""
+    call.start_upload()
+    yield from parts
+    call.end_upload()
 
 
-def wait_acknowledged(stall: float) -> None:
-    """Wait until the peer has acknowledged all bytes this thread's connection sent.
+def wait_acknowledged(sock: Optional[socket.socket], stall: float) -> None:
+    """Wait until the peer has acknowledged all bytes sent on ``sock``.
 
     Returns at once where the kernel cannot tell (not Linux), or when the peer has
     answered. Raises DeadlineError when the unacknowledged bytes do not shrink for ``stall`` s.
     """
-    sock = _active_socket()
     if sock is None:
         return
     try:

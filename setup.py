@@ -55,7 +55,9 @@ setup(
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         # `ovos-google-stt wyoming` (Home Assistant); zeroconf for --zeroconf discovery
         "wyoming": WYOMING,
-        "test": ["pytest>=7", "hypothesis>=6", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
+        "test": ["pytest>=7", "hypothesis>=6",
+                 # the linters .ci/run runs, pinned: a new release may add findings
+                 "ruff==0.17.6", "mypy==2.4.1", "httpx>=0.24", "SpeechRecognition>=3.8", "build>=1",
                  "schemathesis>=4,<5", "matplotlib>=3.5",
                  # drives Debian's chromium (no browser download) in tests/test_docs_offline.py
                  "playwright>=1.40",

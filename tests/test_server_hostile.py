@@ -413,7 +413,8 @@ def test_a_fresh_client_is_served_among_256_from_one_address(engine, fake):
     fake.delay = 0.5
     with running(create_app(engine)) as url, ThreadPoolExecutor(256) as pool:
         replies = list(pool.map(lambda clip: requests.post(f"{url}/stt", data=clip, timeout=60), clips))
-    assert [r.status_code for r in replies] == [200] * 256
+    refused = {(r.status_code, r.text[:200]) for r in replies if r.status_code != 200}
+    assert not refused
 
 
 # ---------------------------------------------------------------- long audio (6)
@@ -434,7 +435,7 @@ def test_in_process_waiting_for_a_part_worker_counts_against_the_deadline(fake):
     try:
         with ThreadPoolExecutor(2) as pool:
             calls = [pool.submit(engine.recognizer.recognize,
-                                 audio_mod.PCM(_long(150.0, 300 + n), 16000, 2), ["en-US"]) for n in range(2)]
+                                 audio_mod.PCM(_long(150.0, 300 + n), 16000, 2), "en-US") for n in range(2)]
             for call in calls:
                 try:
                     outcomes.append(type(call.result(HANG_GUARD)).__name__)

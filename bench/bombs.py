@@ -23,12 +23,11 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import requests
 import soundfile
-
 from children import KEY, constant_answer, isolate, start_fake
 from stats import machine, proc_memory
 
@@ -96,7 +95,7 @@ class Server:
                 break
             except requests.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start (exit {self.proc.poll()})")
+                    raise RuntimeError(f"the server did not start (exit {self.proc.poll()})") from None
                 time.sleep(0.1)
 
     def memory(self) -> Dict[str, int]:
@@ -156,7 +155,8 @@ def measure(source: Path, sizes: Dict[str, int], four: bool) -> Dict[str, Any]:
 
 
 def _row(name: str, size: int, at_once: int, runs: List[Dict[str, Any]]) -> Dict[str, Any]:
-    median: Callable[[str], float] = lambda key: statistics.median(r[key] for r in runs)
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
     return {"bomb": name, "body_bytes": size, "at_once": at_once, "status": runs[0]["status"],
             "answer": runs[0]["answer"], "seconds": median("seconds"),
             "seconds_runs": [round(r["seconds"], 3) for r in runs], "start_rss_mib": median("start_rss_mib"),

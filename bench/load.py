@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import requests
-
 from children import KEY
 from speechlike import RATE, speech_like
 from stats import proc_memory, spread, summarize

@@ -29,8 +29,16 @@ sys.path[:0] = [str(HERE), str(REPO / "tests")]
 from fake_google import FakeGoogle  # noqa: E402
 from stats import machine, summarize  # noqa: E402
 from streaming import utterance  # noqa: E402
-from venvs import (default_cache_dir, free_port, isolated_env, start_process, stop_process,  # noqa: E402
-                   venv_bin, wait_port, write_mycroft_conf)
+from venvs import (  # noqa: E402
+    default_cache_dir,
+    free_port,
+    isolated_env,
+    start_process,
+    stop_process,
+    venv_bin,
+    wait_port,
+    write_mycroft_conf,
+)
 from wyoming.asr import Transcribe, Transcript  # noqa: E402
 from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncTcpClient  # noqa: E402

@@ -7,7 +7,7 @@ import warnings
 import wave
 from array import array
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import List
 
 with warnings.catch_warnings():
     # Deprecated in 3.11-3.12, removed in 3.13 where the audioop-lts backport provides it.

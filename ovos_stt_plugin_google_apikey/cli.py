@@ -61,7 +61,7 @@ def _log_to_stderr(level: str) -> None:
                 handler.setStream(sys.stderr)
         return logger
 
-    OVOS_LOG.create_logger = create_logger   # type: ignore[method-assign]  # this process is ours
+    OVOS_LOG.create_logger = create_logger   # this process is ours
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

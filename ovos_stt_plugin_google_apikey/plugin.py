@@ -92,7 +92,7 @@ def _factory_config() -> Optional[Dict[str, Any]]:
     factory read mycroft.conf itself (no dict) or is not the caller.
     """
     try:
-        from ovos_plugin_manager.stt import OVOSSTTFactory  # type: ignore[import-untyped]
+        from ovos_plugin_manager.stt import OVOSSTTFactory
     except ImportError:
         return None
     code = getattr(OVOSSTTFactory.create, "__code__", None)

@@ -14,13 +14,21 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 from . import audio as audio_mod
 from . import encoders, errors
 from .client import SpeechClient
-from .errors import (APIError, AudioError, ClosedError, ConfigError, GoogleSTTError,
-                     ModelNotSupportedError)
+from .errors import APIError, AudioError, ClosedError, ConfigError, GoogleSTTError, ModelNotSupportedError
 from .languages import to_google
 from .log import ModuleLog
 from .settings import Settings
-from .wire import (LINEAR16, MAX_REQUEST_BYTES, Alternative, Transcript, billed_seconds,
-                   build_recognize_body, join_texts, parse_response, total_billed)
+from .wire import (
+    LINEAR16,
+    MAX_REQUEST_BYTES,
+    Alternative,
+    Transcript,
+    billed_seconds,
+    build_recognize_body,
+    join_texts,
+    parse_response,
+    total_billed,
+)
 
 LOG = ModuleLog(__name__)
 

@@ -75,6 +75,9 @@ class GoogleAPIKeyStreamingSTT(GoogleAPIKeySTT, StreamingSTT):
 
     # Its own section of mycroft.conf, else the one-shot plugin's: the settings are shared.
     config_sections = (STREAMING_PLUGIN_ID, PLUGIN_ID)
+    # Set by OPM's StreamingSTT (it ships no types): the listener's chunks and the utterance.
+    queue: Any
+    stream: Optional[GoogleStreamThread]
 
     def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(config)

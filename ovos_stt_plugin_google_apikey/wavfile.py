@@ -105,9 +105,9 @@ def float_to_int16(frames: bytes, width: int) -> bytes:
     """-1.0..1.0 float samples (4 or 8 bytes, little-endian) as 16-bit; NaN is 0, overs clip."""
     try:
         import numpy
-    except ImportError:
-        numpy = None
-    if numpy is not None:
+    except ImportError:                  # numpy is optional: the loop below is the slow path
+        pass
+    else:
         values = numpy.nan_to_num(numpy.frombuffer(frames, "<f4" if width == 4 else "<f8"))
         return (numpy.clip(values, -1.0, 1.0) * 32767).astype("<i2").tobytes()
     values = array("f" if width == 4 else "d", frames)

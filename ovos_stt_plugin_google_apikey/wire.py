@@ -238,7 +238,7 @@ def join_texts(parts: Sequence[str], language: Optional[str]) -> str:
 def total_billed(transcripts: Sequence[Transcript]) -> Optional[float]:
     """What Google billed for all of them; None when Google said for none."""
     known = [t.billed_seconds for t in transcripts if t.billed_seconds is not None]
-    return float(sum(known)) if known else None  # type: ignore[arg-type]
+    return float(sum(known)) if known else None
 
 
 def parse_error(status: int, payload: Any, secrets: Sequence[str] = ()) -> errors.APIError:

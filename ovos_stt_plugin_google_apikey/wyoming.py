@@ -30,8 +30,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncServer, AsyncTcpServer
 
 from . import audio as audio_mod
-from .errors import (AudioError, AudioTooLongError, ConfigError, DeadlineError, GoogleSTTError,
-                     UnavailableError)
+from .errors import AudioError, AudioTooLongError, ConfigError, DeadlineError, GoogleSTTError, UnavailableError
 from .log import ModuleLog
 from .settings import KEY_ENV_VARS, Settings
 from .streaming import GoogleAPIKeyStreamingSTT
@@ -128,7 +127,7 @@ def audio_format(data: Dict[str, Any]) -> Tuple[int, int, int]:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in fmt):
         raise AudioError(f"rate, width and channels must be whole numbers; got {fmt!r:.80}")
     audio_mod.PCM(b"", *fmt)                      # AudioError for a rate/width/channels we cannot use
-    return fmt  # type: ignore[return-value]
+    return fmt
 
 
 def language(value: Any) -> Optional[str]:
@@ -188,7 +187,7 @@ def session(engine: GoogleAPIKeyStreamingSTT, rate: int) -> GoogleAPIKeyStreamin
     settings, recognizer, pooled connections to Google and memory of refused uploads."""
     view = copy.copy(engine)
     view.stream = None
-    view.queue = None                 # type: ignore[has-type]  # OPM's, untyped
+    view.queue = None                 # OPM's, untyped
     view.transcript_ready = threading.Event()
     view.sample_rate, view.sample_width = rate, 2
     view.is_fallback = False          # mycroft.conf's listener fallback is not about us

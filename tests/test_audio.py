@@ -7,10 +7,9 @@ import struct
 import tracemalloc
 
 import pytest
-
 from audio_samples import le16, peak_frequency16, rms16, silence, tone, wav
+
 from ovos_stt_plugin_google_apikey import audio, decoding
-from ovos_stt_plugin_google_apikey import decoding
 from ovos_stt_plugin_google_apikey.errors import AudioError, AudioTooLongError, UnsupportedAudioError
 
 KSDATAFORMAT_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"

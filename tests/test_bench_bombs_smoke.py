@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow      # a benchmark at its smallest size: tens of seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("seconds", "start_rss_mib", "peak_rss_mib", "extra_mib", "google_requests", "google_bytes", "body_bytes")
 

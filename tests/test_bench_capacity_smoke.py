@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow      # a benchmark at its smallest size: tens of seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("rps", "baseline_rps", "rps_vs_baseline", "peak_rss_mib", "idle_rss_mib",
            "rss_per_request_in_flight_kib", "server_cpu_ms_per_request")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow      # a benchmark at its smallest size: tens of seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {
     "overhead": ("rows", ("plugin_ms", "baseline_ms", "encode_ms", "ratio_p50", "net_ms_p50")),

@@ -8,12 +8,12 @@ import math
 import re
 
 import pytest
-
 from audio_samples import tone, wav
 from conftest import KEY
+from test_cli import run
+
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.wire import parse_response
-from test_cli import run
 
 
 def billed_for(text: str) -> float:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from audio_samples import tone, wav
 from conftest import KEY
 

@@ -9,14 +9,12 @@ import json
 import threading
 from pathlib import Path
 
+import compat_envs as envs
 import pytest
 import requests
-
-import compat_envs as envs
 from audio_samples import tone, wav
 from conftest import KEY, PLUGIN_ID
-from venvs import (ensure_venv, isolated_env, pip_install, run_python, start_launcher,
-                   stop_process, write_mycroft_conf)
+from venvs import ensure_venv, isolated_env, pip_install, run_python, start_launcher, stop_process, write_mycroft_conf
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.compat
@@ -140,7 +138,7 @@ print("RESULT", json.dumps([stt.execute(AudioData(pcm, rate, 2), "pt-PT"), stt.e
 def test_released_client_transcribes_through_our_server(venv_client, our_server, fake, tmp_path):
     out = run_python(venv_client, CLIENT_CODE, our_server + "/stt", "22050",
                      env=isolated_env(tmp_path / "xdg"))
-    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
+    line = next(row for row in out.stdout.splitlines() if row.startswith("RESULT"))
     assert json.loads(line[len("RESULT "):]) == ["audio 1.00 seconds at 22050 hertz", ""]
     assert fake.requests[0].json["config"]["languageCode"] == "pt-PT"
 
@@ -150,7 +148,7 @@ def test_released_client_through_the_released_launcher(venv_client, venv_014, fa
     try:
         out = run_python(venv_client, CLIENT_CODE, proc.url + "/stt", "16000",
                          env=isolated_env(tmp_path / "xdg2"))
-        line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
+        line = next(row for row in out.stdout.splitlines() if row.startswith("RESULT"))
         assert json.loads(line[len("RESULT "):]) == ["audio 1.00 seconds at 16000 hertz", ""]
     finally:
         stop_process(proc)

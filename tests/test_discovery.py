@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 import json
 
+import discovery
 import pytest
 import requests
-
-import discovery
 from audio_samples import silence, tone
-from fake_google import FakeGoogle, default_recognizer, AudioInfo
+from fake_google import AudioInfo, FakeGoogle, default_recognizer
+
 from ovos_stt_plugin_google_apikey import encoders
 from ovos_stt_plugin_google_apikey.audio import PCM
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT

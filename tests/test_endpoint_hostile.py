@@ -10,9 +10,9 @@ import math
 import warnings
 
 import pytest
-
 from audio_samples import tone, wav
-from fake_google import Fault, FakeGoogle
+from fake_google import FakeGoogle, Fault
+
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.server import create_app
@@ -412,6 +412,7 @@ SHAPED = st.recursive(JSON, lambda inner: st.dictionaries(FIELDS, inner, max_siz
                       max_leaves=25)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(status=st.sampled_from([200, 200, 200, 201, 204, 301, 304, 400, 401, 403, 404, 418, 429, 500, 502, 503, 504]),

@@ -15,8 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import requests
-
-from fake_google import RECOGNIZE_PATH, AudioInfo, Fault, FakeGoogle
+from fake_google import RECOGNIZE_PATH, AudioInfo, FakeGoogle, Fault
 
 KEY = "test-key"
 

@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
-
 from audio_samples import silence, tone
 from fake_google import Fault
+
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.audio import PCM, split
 

@@ -8,16 +8,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from audio_samples import tone, wav
+from conftest import KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audio_samples import tone, wav
-from conftest import KEY
 from ovos_stt_plugin_google_apikey import audio, decoding
 from ovos_stt_plugin_google_apikey.errors import AudioError
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
-from ovos_stt_plugin_google_apikey.server.contract import AUDIO_FILE_TYPES
 from ovos_stt_plugin_google_apikey.server import create_app
+from ovos_stt_plugin_google_apikey.server.contract import AUDIO_FILE_TYPES
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")            # Starlette's httpx2 hint
@@ -181,6 +181,7 @@ def test_huge_query_strings_are_4xx_in_one_line(client, fake, path, query):
 def test_huge_query_string_on_a_real_socket_is_refused_in_one_line(fake, size):
     """Through uvicorn's own HTTP parser, which refuses an over-long request head itself."""
     import socket
+
     from test_server import running
     engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US"})
     with running(create_app(engine)) as url:

@@ -22,13 +22,21 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-
 from audio_samples import peak_frequency16, silence, tone, wav
 from conftest import PLUGIN_ID
-from venvs import (ensure_venv, free_port, isolated_env, pip_install, start_process,
-                   stop_process, venv_bin, wait_port, write_mycroft_conf)
+from venvs import (
+    ensure_venv,
+    free_port,
+    isolated_env,
+    pip_install,
+    start_process,
+    stop_process,
+    venv_bin,
+    wait_port,
+    write_mycroft_conf,
+)
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.e2e]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

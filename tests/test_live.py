@@ -8,8 +8,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import LIVE_KEY
+
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 
 LIVE_OPT_IN = "GOOGLE_STT_LIVE_TEST"

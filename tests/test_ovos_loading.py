@@ -8,9 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 import compat_envs as envs
+import pytest
 from conftest import KEY, PLUGIN_ID
 from fake_google import Fault
 from venvs import ensure_venv, isolated_env, pip_install, run_python, write_mycroft_conf

@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import KEY, PLUGIN_ID, mycroft_conf
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,10 +6,10 @@ import sys
 import threading
 
 import pytest
-
 from audio_samples import silence, tone, wav
 from conftest import KEY, PLUGIN_ID, mycroft_conf, run_with_mycroft_conf
 from fake_google import Fault
+
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 
@@ -420,6 +420,7 @@ def test_deadline_holds_through_an_http_proxy(through_proxy, fake):
 
 def test_waiting_for_a_pooled_connection_is_bounded_by_the_deadline(fake):
     import time
+
     from ovos_stt_plugin_google_apikey.client import SpeechClient
     from ovos_stt_plugin_google_apikey.settings import Settings
     from ovos_stt_plugin_google_apikey.wire import build_recognize_body

@@ -4,7 +4,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from audio_samples import tone
 
 pytest.importorskip("fastapi")

@@ -21,14 +21,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 import requests
-
 from audio_samples import tone, wav
 from conftest import KEY, PLUGIN_ID
 from fake_google import Fault
+from test_server import running
+
 from ovos_stt_plugin_google_apikey import cli, errors
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.server import create_app
-from test_server import running
 
 TIMEOUT = 1.5            # the engines' configured deadline in the fault run
 MARGIN = 1.5             # a correctness bound on a shared 2-core machine, not a speed claim
@@ -119,6 +119,7 @@ def fault_plan(size: int, via_server: float, rng: random.Random) -> List[Tuple[s
     return plan
 
 
+@pytest.mark.slow
 def test_mixed_google_faults_end_in_time_with_the_right_answer_and_leave_nothing_behind(fake):
     rng = random.Random(SEED)
     config = {"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "timeout": TIMEOUT,
@@ -270,6 +271,7 @@ def serve_subprocess(args: List[str], env: Dict[str, str]):
             reader.join(5)
 
 
+@pytest.mark.slow
 def test_a_thousand_requests_from_64_clients_with_google_faults(fake, tmp_path):
     rng = random.Random(SEED)
     tones = {rate: tone(1.2, rate) for rate in LOAD_RATES}

@@ -156,6 +156,7 @@ def test_a_keep_alive_connection_still_serves_a_second_request(engine, fake):
 
 # ---------------------------------------------------------------- uploads (4)
 
+@pytest.mark.slow
 def test_an_upload_trickling_under_the_minimum_rate_gets_408(engine, fake):
     """100 bytes a second never trips the 5 s idle timeout; before, it held its bytes (and a
     connection) for the whole 60 s body timeout."""

@@ -5,10 +5,10 @@ import base64
 import time
 
 import pytest
-
 from audio_samples import silence, tone
 from conftest import KEY, PLUGIN_ID, mycroft_conf, run_with_mycroft_conf
 from fake_google import Fault
+
 from ovos_stt_plugin_google_apikey import errors
 
 STREAMING_ID = PLUGIN_ID + "-streaming"

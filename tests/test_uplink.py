@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from audio_samples import tone
-from fake_google import Fault, FakeGoogle
+from fake_google import FakeGoogle, Fault
+
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
 from ovos_stt_plugin_google_apikey.timeouts import UPLOAD_STALL
@@ -37,6 +37,7 @@ def test_a_slow_upload_that_keeps_moving_is_not_cut_by_the_timeout():
     assert took > 3 and took < 60       # it was waited for (and nothing hung)
 
 
+@pytest.mark.slow
 def test_a_long_part_at_one_mbit_with_the_default_timeout():
     # A 41 s dictation is ~1.7 MB: ~14 s at 1 Mbit/s, past the default 10 s timeout.
     with FakeGoogle(valid_keys=(KEY,), read_rate_bps=ONE_MBIT, delay=0.2) as fake:
@@ -91,6 +92,7 @@ def test_a_stall_once_the_audio_is_in_the_peers_buffers_is_bounded_by_the_timeou
     assert took < 20
 
 
+@pytest.mark.slow
 def test_a_stalled_upload_is_retried_within_its_retries():
     with FakeGoogle(valid_keys=(KEY,), stall_after_bytes=50_000) as fake:
         engine = engine_for(fake, timeout=60, retries=1)
@@ -116,6 +118,7 @@ def test_detection_over_several_groups_is_not_cut_while_its_uploads_move():
     assert len(uploads) == 2 and min(uploads) > 2
 
 
+@pytest.mark.slow
 def test_the_retry_without_a_refused_model_gets_its_own_timeout():
     # The refused request's 3.4 s upload used up the 2 s timeout counted from its start; the
     # retry without the model is not failed for it.

@@ -7,8 +7,14 @@ import pytest
 
 from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.settings import Settings
-from ovos_stt_plugin_google_apikey.wire import (Alternative, build_recognize_body, dump_body, parse_duration,
-                                                parse_error, parse_response)
+from ovos_stt_plugin_google_apikey.wire import (
+    Alternative,
+    build_recognize_body,
+    dump_body,
+    parse_duration,
+    parse_error,
+    parse_response,
+)
 
 
 def test_body_fields():

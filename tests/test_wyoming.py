@@ -17,6 +17,9 @@ import pytest
 
 pytest.importorskip("wyoming")
 
+from audio_samples import tone  # noqa: E402
+from conftest import KEY  # noqa: E402
+from fake_google import Fault  # noqa: E402
 from wyoming.asr import Transcribe, Transcript  # noqa: E402
 from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncTcpClient  # noqa: E402
@@ -24,9 +27,6 @@ from wyoming.error import Error  # noqa: E402
 from wyoming.event import Event, read_event  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
 
-from audio_samples import tone  # noqa: E402
-from conftest import KEY  # noqa: E402
-from fake_google import Fault  # noqa: E402
 from ovos_stt_plugin_google_apikey import wyoming as wy  # noqa: E402
 from ovos_stt_plugin_google_apikey.settings import Settings  # noqa: E402
 from ovos_stt_plugin_google_apikey.streaming import GoogleAPIKeyStreamingSTT  # noqa: E402

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow      # a benchmark at its smallest size: tens of seconds
+
 REPO = Path(__file__).resolve().parent.parent
 pytest.importorskip("wyoming")
 

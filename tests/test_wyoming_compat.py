@@ -9,14 +9,22 @@ import pytest
 
 pytest.importorskip("wyoming")
 
+from audio_samples import tone  # noqa: E402
+from conftest import KEY, PLUGIN_ID  # noqa: E402
+from venvs import (  # noqa: E402
+    ensure_venv,
+    free_port,
+    isolated_env,
+    pip_install,
+    start_process,
+    stop_process,
+    venv_bin,
+    wait_port,
+    write_mycroft_conf,
+)
 from wyoming.asr import Transcribe, Transcript  # noqa: E402
 from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncTcpClient  # noqa: E402
-
-from audio_samples import tone  # noqa: E402
-from conftest import KEY, PLUGIN_ID  # noqa: E402
-from venvs import (ensure_venv, free_port, isolated_env, pip_install, start_process,  # noqa: E402
-                   stop_process, venv_bin, wait_port, write_mycroft_conf)
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.compat

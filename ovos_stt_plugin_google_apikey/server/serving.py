@@ -64,7 +64,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._counted = False
         self._chunks = self._chunk_bytes = 0
 
-    def connection_made(self, transport: Any) -> None:   # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._counted = self._connections.admit(self)
         if not self._counted:               # every connection is busy: this one cannot wait

@@ -89,7 +89,8 @@ async def _read_form(request: Request) -> Tuple[bytes, Optional[str], Optional[s
 
 
 async def read_json_audio(request: Request, default_lang: Optional[str],
-                          max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS) -> Tuple[audio_mod.PCM, Optional[str]]:
+                          max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS,
+                          ) -> Tuple[audio_mod.PCM, Optional[str]]:
     """The audio and language of a /stt/json body (a large one parsed and decoded on a worker
     thread)."""
     body = await request.body()

@@ -27,7 +27,6 @@ LOG = ModuleLog("ovos_stt_plugin_google_apikey.cli")     # not __name__: "__main
 TOKEN_ENV = "GOOGLE_STT_SERVER_TOKEN"
 # How `serve --processes N` hands its options to the worker processes uvicorn starts.
 SERVE_ARGS_ENV = "OVOS_GOOGLE_STT_SERVE_ARGS"
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"   # metrics.MULTIPROC_ENV, without importing the server
 WORKER_APP = "ovos_stt_plugin_google_apikey.cli:worker_app"
 DEFAULT_PORT = 9090
 MAX_TOKEN_FILE = 8192
@@ -381,6 +380,7 @@ def _check_port_free(host: str, port: int) -> None:
 def _metrics_dir() -> Iterator[None]:
     """With several processes, /metrics sums them all: prometheus_client's multiprocess mode,
     in the operator's PROMETHEUS_MULTIPROC_DIR or else a fresh directory removed at exit."""
+    from .server.metrics import MULTIPROC_ENV
     if os.environ.get(MULTIPROC_ENV):
         yield
         return
@@ -454,7 +454,7 @@ def _plugin_config(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _read_json(path: str) -> Dict[str, Any]:
     """A settings section, or a whole mycroft.conf holding one. Raises ConfigError."""
-    from .plugin import PLUGIN_ID
+    from .settings import PLUGIN_ID
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

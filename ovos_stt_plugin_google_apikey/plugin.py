@@ -12,10 +12,8 @@ from . import decoding
 from .errors import ConfigError
 from .languages import standard_languages
 from .recognizer import AUTO, Progress, Recognizer
-from .settings import KEY_ENV_VARS, OVOS_MERGED_KEYS, Settings
+from .settings import KEY_ENV_VARS, OVOS_MERGED_KEYS, PLUGIN_ID, Settings
 from .wire import Transcript
-
-PLUGIN_ID = "ovos-stt-plugin-google-apikey"
 
 
 def _quiet_second_registration(*plugin_ids: str) -> None:

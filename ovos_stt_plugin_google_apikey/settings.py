@@ -16,6 +16,8 @@ LOG = ModuleLog(__name__)
 
 ENCODINGS = ("linear16", "flac", "ogg_opus")
 
+# The plugin id: the mycroft.conf section, the entry point (setup.py), the server's /status.
+PLUGIN_ID = "ovos-stt-plugin-google-apikey"
 KEY_ENV_VARS = ("GOOGLE_STT_API_KEY", "STT_PW")
 DEFAULT_ENDPOINT = "https://speech.googleapis.com"
 # RFC 9110 token characters: what a header value can carry as it is. Google keys are

@@ -398,6 +398,8 @@ class WyomingServer:
             raise ConfigError(f"--uri {uri}: {exc}") from exc
         if zeroconf_name and not isinstance(self.server, AsyncTcpServer):
             raise ConfigError("--zeroconf needs a tcp:// --uri")
+        if engine is not None:        # a Google connection for every utterance at once
+            engine.recognizer.reserve(options.max_connections)
         self.factory = partial(Handler, engine, build_info(settings).event(), options,
                                Connections(options.max_connections))
         self.zeroconf_name = zeroconf_name

@@ -1,13 +1,13 @@
 """CI smoke run of bench/streaming.py at its smallest size: it runs and produces every figure."""
 from __future__ import annotations
 
-import pytest
-
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 pytestmark = pytest.mark.slow      # a benchmark at its smallest size: tens of seconds
 

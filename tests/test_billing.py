@@ -9,10 +9,9 @@ import re
 
 import pytest
 from audio_samples import tone, wav
-from conftest import KEY
 from test_cli import run
 
-from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
+from ovos_stt_plugin_google_apikey.settings import Settings
 from ovos_stt_plugin_google_apikey.wire import parse_response
 
 
@@ -35,11 +34,8 @@ def test_total_billed_time_is_parsed(payload, billed):
 
 
 @pytest.fixture
-def engine(fake):
-    engine = GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "timeout": 10,
-                              "auto_languages": ["en-US", "pt-PT", "es-ES", "fr-FR", "de-DE"]})
-    yield engine
-    engine.shutdown()
+def engine(plugin):
+    return plugin(timeout=10, retries=Settings.retries, auto_languages=["en-US", "pt-PT", "es-ES", "fr-FR", "de-DE"])
 
 
 def test_a_voice_command_is_billed_what_google_says(engine, fake):

@@ -7,19 +7,18 @@ import time
 
 import pytest
 from audio_samples import tone
+from conftest import KEY, build_plugin
 from fake_google import FakeGoogle, Fault
 
 from ovos_stt_plugin_google_apikey import errors
-from ovos_stt_plugin_google_apikey.plugin import GoogleAPIKeySTT
+from ovos_stt_plugin_google_apikey.settings import Settings
 from ovos_stt_plugin_google_apikey.timeouts import UPLOAD_STALL
 
-KEY = "test-key"
 ONE_MBIT = 1e6 / 8          # bytes per second
 
 
 def engine_for(fake, **settings):
-    return GoogleAPIKeySTT({"key": KEY, "endpoint": fake.endpoint, "lang": "en-US", "retries": 0,
-                            **settings})
+    return build_plugin(fake.endpoint, **{"timeout": Settings.timeout, **settings})   # the default
 
 
 def test_a_slow_upload_that_keeps_moving_is_not_cut_by_the_timeout():

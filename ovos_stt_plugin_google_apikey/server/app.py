@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..languages import to_google
 from ..log import ModuleLog
+from ..settings import PLUGIN_ID
 from ..version import __version__
 from . import contract
 from .admission import Body, Buffer, Gate
@@ -39,7 +40,6 @@ from .uploads import (
 
 LOG = ModuleLog(__package__ or "ovos_stt_plugin_google_apikey.server")   # the subpackage
 
-PLUGIN_ID = "ovos-stt-plugin-google-apikey"   # plugin.PLUGIN_ID, without importing OPM here
 NO_KEY = "no Google API key configured: set GOOGLE_STT_API_KEY"
 UNAUTHORIZED = "missing or wrong 'Authorization: Bearer <token>' header"
 MAX_LOGGED_PATH = 100

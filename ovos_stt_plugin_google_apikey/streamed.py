@@ -7,7 +7,7 @@ import base64
 from typing import Iterable, Iterator, List, Optional
 
 from . import audio as audio_mod
-from .errors import APIError, ModelNotSupportedError, UnavailableError
+from .errors import APIError, DeadlineError, ModelNotSupportedError, UnavailableError
 from .log import ModuleLog
 from .recognizer import CHUNK_SECONDS, LANGS_PER_REQUEST, Recognizer
 from .wire import Transcript, body_parts
@@ -78,8 +78,10 @@ class StreamedUpload:
         except APIError as exc:
             if exc.status == LENGTH_REQUIRED or (exc.status in REFUSALS and not exc.reason):
                 recognizer.refuse_chunked(f"the endpoint refused a chunked upload (HTTP {exc.status})")
-            elif not isinstance(exc, UnavailableError):
-                raise                      # the key, quota or request: the same again would fail
+            elif not isinstance(exc, UnavailableError) or isinstance(exc, DeadlineError):
+                # the key, quota or request: the same again would fail; past the deadline, a
+                # second upload would double the wait the caller was promised
+                raise
             else:
                 _fell_back(f"the progressive upload failed: {exc}")
         return self._ordinary(chunks)

@@ -152,6 +152,16 @@ def test_google_unavailable_falls_back_to_the_ordinary_path_with_retries(make_st
     assert [r.chunked for r in recognitions(fake)] == [True, False]
 
 
+def test_google_not_answering_in_time_is_a_deadline_error_not_a_second_upload(make_streaming, fake):
+    # Google hangs after the whole utterance arrived: waiting `timeout` again for the same audio
+    # sent a second time would double the wait (the fallback is for refused or dropped uploads).
+    engine = make_streaming(timeout=1, retries=0)
+    fake.script(Fault.hang(30))
+    with pytest.raises(errors.DeadlineError):
+        speak(engine, tone(0.5))
+    assert len(recognitions(fake)) == 1
+
+
 def test_no_speech_and_no_audio(make_streaming, fake):
     engine = make_streaming()
     assert speak(engine, silence(1.0))[0] == []

@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Dict, Optional, Tuple
@@ -207,11 +208,13 @@ def announcement(name: str, host: str, port: int) -> Any:
 
 
 class Connections:
-    """At most ``limit`` connections served at once; the event loop's thread only."""
+    """At most ``limit`` connections served at once (counted on the event loop's thread), and a
+    thread for each to wait for its transcript on: asyncio's default executor has cpu + 4."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.open = 0
+        self.waiting = ThreadPoolExecutor(limit, thread_name_prefix="wyoming-transcript")
 
     def enter(self) -> bool:
         if self.open >= self.limit:
@@ -247,6 +250,8 @@ class Handler(AsyncEventHandler):
         if not self.connections.enter():
             await self._refuse(BusyError(f"the server is busy: {self.connections.limit} connections "
                                          "are open (--max-connections); try again"))
+            await self._linger()              # bounded: then the descriptor is let go
+            self.writer.close()
             return
         try:
             while await self._next():
@@ -359,7 +364,7 @@ class Handler(AsyncEventHandler):
             raise ProtocolError("audio-stop before audio-start")
         stream, self.view = view.stream, None
         stopped = time.monotonic()
-        text = await asyncio.to_thread(view.stream_stop)
+        text = await asyncio.get_running_loop().run_in_executor(self.connections.waiting, view.stream_stop)
         language = stream.language
         if language == "auto" and stream.transcript is not None and stream.transcript.language:
             language = standardize_lang_tag(stream.transcript.language)    # Google's pick, OVOS's form

@@ -14,7 +14,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 from . import audio as audio_mod
 from . import encoders, errors
 from .client import SpeechClient
-from .errors import APIError, AudioError, ClosedError, ConfigError, GoogleSTTError, ModelNotSupportedError
+from .errors import (
+    APIError,
+    AudioError,
+    ClosedError,
+    ConfigError,
+    DeadlineError,
+    GoogleSTTError,
+    ModelNotSupportedError,
+)
 from .languages import to_google
 from .log import ModuleLog
 from .settings import Settings
@@ -269,7 +277,8 @@ class Recognizer:
             return result
 
         futures = [self._submit(self._parts, one, index, piece) for index, piece in enumerate(pieces)]
-        parts = _gather(futures, pieces)
+        last_wave = started + -(-len(pieces) // workers) * self.settings.timeout
+        parts = _gather(futures, pieces, last_wave)
         texts = [p.text for p in parts if p.text]
         known = [p.alternatives[0].confidence for p in parts if p.alternatives]
         given = [c for c in known if c is not None]
@@ -362,10 +371,21 @@ def _transcript(answer: Dict[str, Any], language: str, alternatives: Sequence[st
                       transcript.billed_seconds)
 
 
-def _gather(futures: List["Future[Transcript]"],
-            pieces: Optional[List[audio_mod.PCM]] = None) -> List[Transcript]:
+def _gather(futures: List["Future[Transcript]"], pieces: Optional[List[audio_mod.PCM]] = None,
+            queue_deadline: Optional[float] = None) -> List[Transcript]:
     """Results in order; on the first failure cancel what has not started and raise. Each
-    request ends by its own deadline, so this wait does too."""
+    request ends by its own deadline, so this wait does too; a part still waiting for a worker
+    at ``queue_deadline`` (time.monotonic()) is cancelled with a DeadlineError."""
+    if queue_deadline is not None:
+        _, pending = wait(futures, max(0.0, queue_deadline - time.monotonic()), FIRST_EXCEPTION)
+        failed = any(f.done() and not f.cancelled() and f.exception() is not None for f in futures)
+        queued = [f for f in pending if not failed and f.cancel()]   # cancel() takes only unstarted
+        if queued:
+            for other in futures:
+                other.cancel()
+            raise DeadlineError(f"{len(queued)} of {len(futures)} parts were still waiting for a "
+                                "worker at the deadline: too many long recordings at once for "
+                                "'max_workers'")
     wait(futures, return_when=FIRST_EXCEPTION)
     for index, future in enumerate(futures):
         if future.done() and not future.cancelled() and future.exception() is not None:

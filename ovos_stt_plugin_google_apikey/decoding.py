@@ -13,6 +13,7 @@ PCM must hold whole samples and not be text.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import Any, Optional
 
@@ -165,7 +166,9 @@ def from_soundfile(data: bytes, kind: str = "FLAC/Ogg", max_seconds: Optional[fl
     except AudioError:
         raise
     except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as exc:
-        raise AudioError(f"cannot decode the {kind} audio: {exc}") from exc   # LibsndfileError is a RuntimeError
+        # LibsndfileError is a RuntimeError; its text names our in-memory file object by address
+        why = re.sub(r"^Error opening <[^>]*>: ", "", str(exc))
+        raise AudioError(f"cannot decode the {kind} audio: {why}") from exc
     return audio_mod.PCM(bytes(decoded), target, 2, 1)
 
 

@@ -298,6 +298,14 @@ def test_raw_pcm_rule():
     assert decoding.decode(wav(pcm), content_type="application/x-www-form-urlencoded").data == pcm
 
 
+def test_a_file_libsndfile_cannot_open_is_said_without_our_object_s_address():
+    pytest.importorskip("soundfile")
+    with pytest.raises(AudioError) as info:
+        decoding.decode(b"fLaC" + bytes(500))          # a FLAC signature and nothing of FLAC
+    assert "cannot decode the FLAC audio" in str(info.value)
+    assert "object at 0x" not in str(info.value) and "<_io" not in str(info.value)
+
+
 def test_mp3_is_decoded_when_libsndfile_reads_it(tmp_path):
     soundfile = pytest.importorskip("soundfile")
     np = pytest.importorskip("numpy")

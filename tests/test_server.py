@@ -109,6 +109,14 @@ def test_raw_pcm_with_sample_rate_reaches_google_at_that_rate(client, fake):
     assert sent_config(fake)["sampleRateHertz"] == 8000
 
 
+@pytest.mark.parametrize("given, answered", [("he-IL", "he-IL"), ("iw-IL", "he-IL"), ("zh-CN", "zh-CN")])
+def test_stt_json_answers_the_language_in_its_standard_tag(client, fake, given, answered):
+    # Google is sent its legacy tag (iw-IL, cmn-Hans-CN); the caller gets the standard one back.
+    reply = client.post("/stt/json", json={"audio_b64": base64.b64encode(SPEECH).decode(), "lang": given})
+    assert reply.json() == {"text": HEARD, "lang": answered}
+    assert sent_config(fake)["languageCode"] != answered
+
+
 def test_raw_pcm_without_parameters_is_16k_16bit(client):
     assert client.post("/stt", content=tone(0.5)).text == "audio 0.50 seconds at 16000 hertz"
 

@@ -19,7 +19,7 @@ from fastapi.security import HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.types import Receive, Scope, Send
 
-from ..languages import to_google
+from ..languages import to_google, to_standard
 from ..log import ModuleLog
 from ..settings import PLUGIN_ID
 from ..version import __version__
@@ -166,7 +166,8 @@ class Pipeline:
         transcript = await job.run(self.engine.recognize, pcm, lang)
         if transcript.language:                 # what Google heard (it matters for "auto")
             job.lang = to_google(transcript.language)
-        return JSONResponse({"text": transcript.text, "lang": job.lang})
+        # answered in the standard tag (he-IL, zh-CN), as OVOS and the Wyoming server speak
+        return JSONResponse({"text": transcript.text, "lang": to_standard(job.lang)})
 
     async def lang_detect(self, job: _Job) -> Response:
         valid = job.query["valid_langs"]

@@ -121,7 +121,7 @@ def test_describe_gives_one_asr_program_in_standard_tags(port):
 
 def test_home_assistant_sequence_reaches_google_in_its_language_while_streaming(port, fake, caplog):
     caplog.set_level("DEBUG")
-    result = asyncio.run(home_assistant(port, tone(1.0), "pt-PT", pause=0.005))
+    result = asyncio.run(home_assistant(port, tone(1.0), "pt-PT", pause=0.05))   # about real time, as a microphone sends
     transcript = Transcript.from_event(result["event"])
     assert transcript.text == "audio 1.00 seconds at 16000 hertz"
     assert transcript.language == "pt-PT"

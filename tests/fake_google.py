@@ -582,6 +582,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Google takes any number of connections at once; socketserver's default backlog of 5 drops
+    # the SYNs of a crowd (256 clients through the server), a delay Google does not add.
+    request_queue_size = 1024
     block_on_close = False  # stop() must not join hung handlers; they watch the stop event instead
 
     def __init__(self, fake: FakeGoogle) -> None:

@@ -7,7 +7,6 @@ import random
 import socket
 import threading
 import time
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
 
@@ -45,26 +44,27 @@ class SpeechClient:
         self.url = settings.endpoint + RECOGNIZE_PATH
         self.endpoint_shown = settings.endpoint_shown
         self._closed = False
-        self._session = _NoRedirectSession()
-        # Google sets no cookies we need; a shared jar would be mutable state across threads.
-        self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         # Proxy settings (HTTPS_PROXY, NO_PROXY) and a CA bundle (REQUESTS_CA_BUNDLE) are read
-        # once here: with trust_env, requests would look them up, and stat ~/.netrc, per request.
-        self._session.trust_env = False
-        self._session.proxies.update(requests.utils.get_environ_proxies(self.url))
-        self._session.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-                                or True)
-        self._secrets = settings.secrets + _proxy_secrets(self._session.proxies.values())
+        # once here, as requests' Session reads them.
+        self._proxies = requests.utils.get_environ_proxies(self.url)
+        self._verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._secrets = settings.secrets + _proxy_secrets(self._proxies.values())
+        # Each request is this one with its body: requests prepares the URL and the endpoint's
+        # user:password as Basic auth once, and its adapter's urllib3 pool sends it (what
+        # Session.post does per request, less its cookies, hooks and settings merges: half the
+        # CPU of a request, bench/peers.py). Redirects are never followed, cookies never kept.
+        self._recognize = requests.Request("POST", self.url, headers={
+            API_KEY_HEADER: settings.key,
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": f"ovos-stt-plugin-google-apikey/{__version__}",
+        }).prepare()
+        self._warm = requests.Request("HEAD", settings.endpoint + "/", headers={
+            "User-Agent": self._recognize.headers["User-Agent"]}).prepare()
         self.pool_size = 0
         self.ensure_pool_size(pool_size)
         # Told of every attempt: (Google's 200 JSON or the APIError, seconds it took, whether it
         # was a retry). The server counts attempts, retries and billed time with it.
         self.on_attempt: Optional[Callable[[Any, float, bool], None]] = None
-        self._session.headers.update({
-            API_KEY_HEADER: settings.key,
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": f"ovos-stt-plugin-google-apikey/{__version__}",
-        })
 
     def __repr__(self) -> str:
         return f"SpeechClient(endpoint={self.endpoint_shown!r})"
@@ -78,17 +78,15 @@ class SpeechClient:
         # More concurrent callers than connections wait for a free slot, within their own
         # deadline, instead of opening (and then discarding) extra TLS connections to Google.
         self._slots = threading.BoundedSemaphore(size)
-        old = self._session.adapters.get("https://")
-        adapter = ReportingAdapter(size)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        old = getattr(self, "_adapter", None)
+        self._adapter = ReportingAdapter(size)
         if old is not None:
             old.close()
 
     def close(self) -> None:
         """Later calls raise ClosedError."""
         self._closed = True
-        self._session.close()
+        self._adapter.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -113,7 +111,7 @@ class SpeechClient:
         while True:
             started = time.monotonic()
             call = timeouts.Call(deadline)
-            result = self._exchange(timeouts.Upload(payload, call), call)
+            result = self._exchange(payload, call)
             deadline = call.deadline            # moved on by the time this upload took
             self._observe(result, started, attempt > 0)
             if isinstance(result, dict):
@@ -147,7 +145,7 @@ class SpeechClient:
         self._check_open()
         call = timeouts.Call(timeouts.Deadline.after(self.settings.timeout))
         started = time.monotonic()
-        result = self._exchange(timeouts.streamed(parts, call), call)
+        result = self._exchange(parts, call)
         self._observe(result, started, False)
         if isinstance(result, errors.APIError):
             raise result
@@ -164,14 +162,12 @@ class SpeechClient:
         if self._closed or not slots.acquire(blocking=False):
             return
         try:
-            # A None value drops the session's header: requests' documented merge.
-            keyless: Dict[str, Any] = {API_KEY_HEADER: None}
-            with self._session.head(self.settings.endpoint + "/", headers=keyless,
-                                    timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT),
-                                    allow_redirects=False) as resp:
-                if 300 <= resp.status_code < 400:
-                    LOG.debug("%s", self._redirect(resp).args[0])
-        except requests.RequestException as exc:
+            resp = self._open(self._warm, None, CONNECT_TIMEOUT)
+            if 300 <= resp.status < 400:
+                LOG.debug("%s", self._redirect(resp).args[0])
+            resp.read()                 # a HEAD's answer has no body: the connection stays pooled
+            _release(resp, read=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             LOG.debug("warming the connection to %s failed: %s", self.endpoint_shown,
                       errors.scrub(_describe(exc), self._secrets))
         finally:
@@ -188,7 +184,7 @@ class SpeechClient:
                 status, retry_after, content = self._post(data, call)
         except errors.APIError as exc:          # a redirect, a stalled upload, a large answer
             return exc
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             return self._failed(exc, call)
         finally:
             slots.release()
@@ -197,15 +193,31 @@ class SpeechClient:
         return self._answer(status, retry_after, content)
 
     def _post(self, data: Any, call: timeouts.Call) -> Tuple[int, Optional[str], bytes]:
-        remaining = call.deadline.remaining()
-        with self._session.post(self.url, data=data, stream=True, allow_redirects=False,
-                                timeout=(min(CONNECT_TIMEOUT, remaining), remaining)) as resp:
-            try:
-                if 300 <= resp.status_code < 400:
-                    raise self._redirect(resp)
-                return resp.status_code, resp.headers.get("Retry-After"), _read(resp, call.deadline)
-            finally:
-                call.finish()       # before leaving the with hands the connection back to the pool
+        resp = self._open(self._recognize, data, call.deadline.remaining())
+        read = False
+        try:
+            if 300 <= resp.status < 400:
+                raise self._redirect(resp)
+            content = _read(resp, call.deadline)
+            read = True
+            return resp.status, resp.headers.get("Retry-After"), content
+        finally:
+            call.finish()       # before the connection goes back to the pool
+            _release(resp, read)
+
+    def _open(self, request: requests.PreparedRequest, body: Any, timeout: float) -> Any:
+        """Send ``request`` with ``body`` (bytes, or parts for a chunked body): urllib3's
+        response, its body not read yet. Raises urllib3's errors or OSError."""
+        pool = self._adapter.pool_for(request, self._verify, self._proxies)
+        headers = dict(request.headers)
+        headers.pop("Content-Length", None)         # prepared without the body
+        if isinstance(body, bytes):
+            headers["Content-Length"] = str(len(body))
+        return pool.urlopen(request.method, self._adapter.request_url(request, self._proxies), body=body,
+                            headers=headers, redirect=False, assert_same_host=False, retries=False,
+                            preload_content=False, decode_content=False,
+                            chunked=body is not None and not isinstance(body, bytes),
+                            timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout))
 
     def _late(self) -> errors.DeadlineError:
         return errors.DeadlineError(
@@ -217,7 +229,7 @@ class SpeechClient:
             return errors.DeadlineError(
                 f"the upload to {self.endpoint_shown} made no progress for "
                 f"{timeouts.UPLOAD_STALL:g} s: the connection stalled")
-        if isinstance(exc, requests.Timeout) or call.fired or call.deadline.expired:
+        if _is_timeout(exc) or call.fired or call.deadline.expired:
             return self._late()
         return errors.UnavailableError(errors.scrub(
             f"cannot reach {self.endpoint_shown}: {_describe(exc)}", self._secrets))
@@ -246,21 +258,13 @@ class SpeechClient:
         error.retry_after = hint       # finite, 0 to MAX_RETRY_HINT; never waited for past the deadline
         return error
 
-    def _redirect(self, resp: requests.Response) -> errors.UnavailableError:
+    def _redirect(self, resp: Any) -> errors.UnavailableError:
         """A 3xx as an error naming where it pointed (its host only: a URL may carry anything)."""
         return errors.UnavailableError(errors.scrub(
-            f"{self.endpoint_shown} answered {resp.status_code} redirecting to "
+            f"{self.endpoint_shown} answered {resp.status} redirecting to "
             f"{_host(self.url, resp.headers.get('Location', ''))}; redirects are not followed, "
             "so the key goes nowhere else. If that is where Google is, set 'endpoint' to it",
-            self._secrets), status=resp.status_code)
-
-
-class _NoRedirectSession(requests.Session):
-    """A Session that never looks at Location: even with allow_redirects=False, requests
-    prepares the next request, reading the whole 3xx body and parsing the Location."""
-
-    def get_redirect_target(self, resp: requests.Response) -> None:
-        return None
+            self._secrets), status=resp.status)
 
 
 def _host(base: str, location: str) -> str:
@@ -292,8 +296,7 @@ def _timed_out(exc: BaseException) -> bool:
     seen = 0
     cause: Optional[BaseException] = exc
     while cause is not None and seen < 10:
-        if isinstance(cause, (TimeoutError, socket.timeout, requests.Timeout,
-                              urllib3.exceptions.TimeoutError)):
+        if _is_timeout(cause):
             return True
         nested = next((a for a in cause.args if isinstance(a, BaseException)), None)
         reason = getattr(cause, "reason", None)
@@ -303,10 +306,16 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-def _read(resp: requests.Response, deadline: timeouts.Deadline) -> bytes:
+def _is_timeout(exc: BaseException) -> bool:
+    # urllib3's NewConnectionError (refused, unreachable) is a ConnectTimeoutError too.
+    return (isinstance(exc, (socket.timeout, TimeoutError, urllib3.exceptions.TimeoutError))
+            and not isinstance(exc, urllib3.exceptions.NewConnectionError))
+
+
+def _read(resp: Any, deadline: timeouts.Deadline) -> bytes:
     chunks: List[bytes] = []
     size = 0
-    for chunk in resp.iter_content(READ_CHUNK):
+    for chunk in resp.stream(READ_CHUNK, decode_content=True):     # a gzip bomb is counted inflated
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
@@ -314,6 +323,13 @@ def _read(resp: requests.Response, deadline: timeouts.Deadline) -> bytes:
         if deadline.expired:
             raise errors.DeadlineError("Google's answer did not arrive within the timeout")
     return b"".join(chunks)
+
+
+def _release(resp: Any, read: bool) -> None:
+    """Hand the connection back to the pool: closed first unless its answer was read whole."""
+    if not read:
+        resp.close()
+    resp.release_conn()
 
 
 def _retryable(error: errors.APIError) -> bool:

@@ -1,5 +1,6 @@
 """requests' adapter whose urllib3 connections report to the ``timeouts.Call`` sending through
-them, so that the Call's deadline can shut the right socket down."""
+them, so that the Call's deadline can shut the right socket down, and tell it when the body's
+upload starts and ends (the upload is bounded by its progress, not by the deadline)."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,19 +14,35 @@ from . import timeouts
 
 
 class _Reporting:
+    sock: Any
+
     def connect(self) -> None:
         _report(self)                     # a new connection: the TLS handshake is bounded too
         super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _report(self)                     # a pooled one, connected already
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        self._send(super().request, *args, **kwargs)  # type: ignore[misc]
+
+    def request_chunked(self, *args: Any, **kwargs: Any) -> None:     # urllib3 1.26's chunked bodies
+        self._send(super().request_chunked, *args, **kwargs)  # type: ignore[misc]
+
+    def _send(self, send: Any, *args: Any, **kwargs: Any) -> None:
+        call = _report(self)              # a pooled one, connected already
+        if call is None:
+            send(*args, **kwargs)
+            return
+        if self.sock is None:             # plain http connects lazily, inside send: do it first,
+            self.connect()                # under the deadline, as https does
+        call.start_upload()
+        send(*args, **kwargs)             # the headers and the whole body, into the socket
+        call.end_upload()
 
 
-def _report(connection: Any) -> None:
+def _report(connection: Any) -> Any:
     call = timeouts.current()
     if call is not None:                  # None: a request outside a Call, e.g. warm()'s HEAD
         call.attach(connection)
+    return call
 
 
 class _HTTPConnection(_Reporting, HTTPConnection):
@@ -85,3 +102,13 @@ class ReportingAdapter(HTTPAdapter):
                 proxy, proxy_headers=self.proxy_headers(proxy), num_pools=self._pool_connections,
                 maxsize=self._pool_maxsize, block=self._pool_block, **proxy_kwargs)
         return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+    def pool_for(self, request: Any, verify: Any, proxies: Any) -> Any:
+        """The urllib3 pool ``request`` (a PreparedRequest) goes through, with its TLS settings:
+        what ``send`` does before ``urlopen``. requests before 2.32.2 has only get_connection."""
+        if hasattr(self, "get_connection_with_tls_context"):
+            pool = self.get_connection_with_tls_context(request, verify, proxies=proxies)
+        else:
+            pool = self.get_connection(request.url, proxies)
+        self.cert_verify(pool, request.url, verify, None)
+        return pool

@@ -7,8 +7,9 @@ is acknowledged for ``UPLOAD_STALL`` s, so one that keeps moving is never cut.
 
 Socket timeouts bound each read, not a whole answer (a server trickling a byte a second never
 times out). So each request is a ``Call``: the connection urllib3 gives it reports to the Call
-(``connections``), and the Call's alarm shuts that connection's socket down at the deadline,
-which makes the blocked read fail at once. One thread sounds every alarm of the process.
+and tells it when the body's upload starts and ends (``connections``), and the Call's alarm
+shuts that connection's socket down at the deadline, which makes the blocked read fail at once.
+One thread sounds every alarm of the process.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import threading
 import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from . import errors
 from .log import ModuleLog
@@ -224,39 +225,6 @@ def os_socket(connection: Any) -> Optional[socket.socket]:
             return sock
         sock = getattr(sock, "socket", None)
     return None
-
-
-class Upload:
-    """A request body for requests/urllib3, read in blocks in the sending thread, that tells
-    ``call`` when it starts and when the peer has acknowledged its last byte. ``read`` raises
-    DeadlineError when the acknowledgements stall."""
-
-    def __init__(self, data: bytes, call: Call) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-        self._call = call
-
-    def __len__(self) -> int:           # requests sends Content-Length, not chunks
-        return len(self._data) - self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        if self._call.upload_started is None:
-            self._call.start_upload()
-        if self._pos >= len(self._data):
-            if not self._call.upload_done:
-                self._call.end_upload()
-            return b""
-        end = len(self._data) if size is None or size < 0 else self._pos + size
-        block = self._data[self._pos:end].tobytes()
-        self._pos += len(block)
-        return block
-
-
-def streamed(parts: Iterable[bytes], call: Call) -> Iterator[bytes]:
-    """A chunked request body of ``parts`` (still being made) that tells ``call`` as Upload does."""
-    call.start_upload()
-    yield from parts
-    call.end_upload()
 
 
 def wait_acknowledged(sock: Optional[socket.socket], stall: float) -> None:

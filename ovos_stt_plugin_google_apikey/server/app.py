@@ -7,6 +7,7 @@ are declared on the FastAPI app too, for /openapi.json and /docs, which stay com
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -203,6 +204,10 @@ def create_app(engine: Any, options: Optional[ServerOptions] = None, **changes: 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # What start-up made (OVOS, FastAPI, pydantic: ~10^5 objects) lives as long as the
+        # process: kept out of the cyclic collector, whose full passes over it took a fifth of
+        # the event loop's CPU under load (py-spy --native, bench/profile.py's setup).
+        gc.freeze()
         yield
         pipeline.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -216,8 +221,6 @@ def create_app(engine: Any, options: Optional[ServerOptions] = None, **changes: 
     app.state.options = options
     app.state.token_required = options.token is not None
     app.state.front = Front(app.router, pipeline, options)
-    app.add_middleware(_FrontMiddleware, front=app.state.front)
-    app.add_middleware(RequestMetrics, metrics=metrics)
     bearer = [Security(HTTPBearer(auto_error=False))] if options.token else []
     _declare_stt_routes(app, bearer)
 
@@ -239,18 +242,12 @@ def create_app(engine: Any, options: Optional[ServerOptions] = None, **changes: 
     async def root() -> str:
         return "ok"
 
+    # Front and the request metrics go outside FastAPI's own middleware (its error, telemetry
+    # and body-limit layers): an STT POST reaches the pipeline through nothing else. Starlette
+    # builds this stack at the first request unless it is built already, as here.
+    app.state.front.fallback = app.build_middleware_stack()
+    app.middleware_stack = RequestMetrics(app.state.front, metrics)
     return app
-
-
-class _FrontMiddleware:
-    """Puts ``Front`` before FastAPI's router (built by ``app.add_middleware``)."""
-
-    def __init__(self, app: Any, front: Front) -> None:
-        front.fallback = app
-        self.front = front
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.front(scope, receive, send)
 
 
 def _declare_stt_routes(app: FastAPI, bearer: list) -> None:

@@ -28,6 +28,7 @@ FILE_SHARE = 0.75        # of the open-file limit, for client connections (the r
 ACCEPT_LOG_INTERVAL = 10.0
 TINY_CHUNKS = 1024       # chunks a body may send before its average size is judged
 MIN_AVERAGE_CHUNK = 64   # bytes: below that a chunked body costs the loop more than its bytes
+BODY_HIGH_WATER = 512 * 1024   # bytes of a body received but not yet taken by the app
 
 
 class Connections:
@@ -115,7 +116,16 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.cycle.disconnected = True
                 self.cycle.message_event.set()
             return
-        super().on_body(body)
+        # uvicorn's on_body with a higher mark: it pauses reading past 64 KiB not yet taken by
+        # the app, so a 5 s WAV (160 KiB) paused and resumed the socket twice, two epoll_ctl
+        # calls each; the app takes the body as it comes, counted against --max-buffered.
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        cycle.body += body
+        if len(cycle.body) > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -80,6 +80,7 @@ class SpeechClient:
         self._slots = threading.BoundedSemaphore(size)
         old = getattr(self, "_adapter", None)
         self._adapter = ReportingAdapter(size)
+        self._routes: Dict[str, Any] = {}
         if old is not None:
             old.close()
 
@@ -167,7 +168,7 @@ class SpeechClient:
                 LOG.debug("%s", self._redirect(resp).args[0])
             resp.read()                 # a HEAD's answer has no body: the connection stays pooled
             _release(resp, read=True)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
             LOG.debug("warming the connection to %s failed: %s", self.endpoint_shown,
                       errors.scrub(_describe(exc), self._secrets))
         finally:
@@ -184,7 +185,7 @@ class SpeechClient:
                 status, retry_after, content = self._post(data, call)
         except errors.APIError as exc:          # a redirect, a stalled upload, a large answer
             return exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, requests.RequestException) as exc:
             return self._failed(exc, call)
         finally:
             slots.release()
@@ -207,16 +208,21 @@ class SpeechClient:
 
     def _open(self, request: requests.PreparedRequest, body: Any, timeout: float) -> Any:
         """Send ``request`` with ``body`` (bytes, or parts for a chunked body): urllib3's
-        response, its body not read yet. Raises urllib3's errors or OSError."""
-        pool = self._adapter.pool_for(request, self._verify, self._proxies)
-        headers = dict(request.headers)
-        headers.pop("Content-Length", None)         # prepared without the body
+        response, its body not read yet. Raises urllib3's errors, OSError, or requests' for a
+        proxy URL it cannot use."""
+        route = self._routes.get(str(request.method))
+        if route is None:       # the pool, URL and headers, as HTTPAdapter.send picks them
+            adapter, headers = self._adapter, dict(request.headers)
+            headers.pop("Content-Length", None)         # prepared without the body
+            route = self._routes[str(request.method)] = (
+                adapter.pool_for(request, self._verify, self._proxies),
+                adapter.request_url(request, self._proxies), headers)
+        pool, url, headers = route
         if isinstance(body, bytes):
-            headers["Content-Length"] = str(len(body))
-        return pool.urlopen(request.method, self._adapter.request_url(request, self._proxies), body=body,
-                            headers=headers, redirect=False, assert_same_host=False, retries=False,
-                            preload_content=False, decode_content=False,
-                            chunked=body is not None and not isinstance(body, bytes),
+            headers = {**headers, "Content-Length": str(len(body))}
+        return pool.urlopen(request.method, url, body=body, headers=headers, redirect=False,
+                            assert_same_host=False, retries=False, preload_content=False,
+                            decode_content=False, chunked=body is not None and not isinstance(body, bytes),
                             timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout))
 
     def _late(self) -> errors.DeadlineError:

@@ -109,11 +109,17 @@ class Pipeline:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route, json_errors, params = self.routes[scope["path"]]
-        response = await self.answer(Request(scope, receive), route, json_errors, params)
-        await response(scope, receive, send)
+        request, started = Request(scope, receive), time.monotonic()
+        response, job, why = await self.answer(request, route, json_errors, params)
+        try:
+            await response(scope, receive, send)
+        finally:                # logged once answered: the client does not wait for the line
+            _log(request, job, response.status_code, started, why)
 
-    async def answer(self, request: Request, route: Route, json_errors: bool, params: list) -> Response:
-        started, job = time.monotonic(), None
+    async def answer(self, request: Request, route: Route, json_errors: bool,
+                     params: list) -> Tuple[Response, Optional[_Job], str]:
+        """The response, the job (None if refused before one), and why it was refused ("")."""
+        job, why = None, ""
         try:
             job = self._admit(request, params)
             await job.request.body()        # a slot only for a whole body: a stalled upload holds none
@@ -126,15 +132,12 @@ class Pipeline:
             if refusal is None:
                 LOG.exception("internal error on %s %s", request.method, _path(request))
                 refusal = Refusal(500, "internal error")
-            response = _error_response(refusal, json_errors)
-            _log(request, job, refusal.status, started, refusal.message)
-        else:
-            _log(request, job, response.status_code, started, "")
+            response, why = _error_response(refusal, json_errors), refusal.message
         finally:
             if job is not None:
                 job.release(self.gate)
                 self.metrics.audio.inc(job.seconds or 0.0)
-        return response
+        return response, job, why
 
     def _admit(self, request: Request, params: list) -> _Job:
         """Everything that can refuse without the body does so before reading a byte."""

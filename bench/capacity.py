@@ -75,13 +75,13 @@ class Served:
     """`python -m ovos_stt_plugin_google_apikey.cli serve` with only the key (in the environment)
     and the endpoint given: every limit at its default."""
 
-    def __init__(self, endpoint: str, processes: int) -> None:
+    def __init__(self, endpoint: str, processes: int, log: Optional[Any] = None) -> None:
         self.port = free_port()
         env = {**os.environ, "GOOGLE_STT_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
         args = ["--processes", str(processes)] if processes > 1 else []
         self.proc = subprocess.Popen([sys.executable, "-m", "ovos_stt_plugin_google_apikey.cli", "serve",
                                       "--port", str(self.port), "--endpoint", endpoint, *args],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=log or subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         import requests
         deadline = time.monotonic() + 60

@@ -1,8 +1,10 @@
 """This server against the bridge users run today, in one run, alternating: `ovos-google-stt serve`
-at its defaults, the seed Flask bridge (--peer, optional), and the same clients posting straight
-to the fake Google (no bridge). 32 clients, then 1, posting 4.5 s clips; the fake answers in 150 ms.
+at its defaults, the seed Flask bridge (--peer, optional), the OVOS launcher `ovos-stt-server`
+0.28 serving this plugin from its own venv (--launcher, optional: the venv is the compat tests'
+one, built from PyPI on first use), and the same clients posting straight to the fake Google (no
+bridge). 32 clients, then 1, posting 4.5 s clips; the fake answers in 150 ms.
 
-    python bench/peers.py [--peer /work/shared/peers/seed_bridge.py] [--rounds 2] [--out bench/results]
+    python bench/peers.py [--peer /work/shared/peers/seed_bridge.py] [--launcher] [--rounds 2] [--out bench/results]
 
 Reports medians over the rounds of: requests/s at 32 clients, server CPU per request (utime +
 stime of the server process over the measured requests), added latency at 1 client (p50 minus
@@ -18,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -30,6 +33,8 @@ from children import KEY  # noqa: E402
 from load import Child, drive  # noqa: E402
 from speechlike import RATE, speech_like  # noqa: E402
 from stats import machine  # noqa: E402
+
+from ovos_stt_plugin_google_apikey.settings import PLUGIN_ID  # noqa: E402
 
 CLIP = 4.5
 DELAY = 0.15
@@ -76,9 +81,41 @@ class Peer:
         self.proc.wait(timeout=20)
 
 
+class Launcher:
+    """ovos-stt-http-server's `ovos-stt-server --engine` this plugin, in the venv tests/test_compat.py
+    uses (tests/venvs.py builds and caches it), configured through mycroft.conf as OVOS users do."""
+
+    def __init__(self, endpoint: str) -> None:
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        import compat_envs
+        import venvs
+        self._venvs = venvs
+        venv = venvs.ensure_venv("server-0.28", compat_envs.SERVER_028)
+        venvs.pip_install(venv, "--no-deps", "--force-reinstall", str(HERE.parent))
+        xdg = Path(tempfile.mkdtemp(prefix="google-stt-bench-launcher-")) / "xdg"
+        venvs.write_mycroft_conf(xdg, {"lang": "en-US", "stt": {
+            "module": PLUGIN_ID, PLUGIN_ID: {"key": KEY, "endpoint": endpoint, "lang": "en-US"}}})
+        self.proc = venvs.start_launcher(venv, PLUGIN_ID, None, xdg)
+        self.url = self.proc.url
+
+    def cpu_seconds(self) -> float:
+        return _cpu_seconds(self.proc.pid)
+
+    def close(self) -> None:
+        self._venvs.stop_process(self.proc)
+
+
+KINDS = {"server": "this server", "seed": "seed bridge", "launcher": "OVOS launcher 0.28"}
+
+
 @contextlib.contextmanager
 def started(kind: str, endpoint: str, peer: Optional[str]) -> Iterator[Any]:
-    bridge = Served(endpoint, 1) if kind == "server" else Peer(peer or "", endpoint)
+    if kind == "server":
+        bridge: Any = Served(endpoint, 1)
+    elif kind == "launcher":
+        bridge = Launcher(endpoint)
+    else:
+        bridge = Peer(peer or "", endpoint)
     try:
         yield bridge
     finally:
@@ -104,7 +141,8 @@ def measure(url: str, body: bytes, headers: Dict[str, str], cpu: Any, clients: i
             "cpu_ms_per_request": used * 1000 / max(1, len(latencies) + failed) if used is not None else None}
 
 
-def run(peer: Optional[str], rounds: int, many: int, total: int, single: int) -> Dict[str, Any]:
+def run(peer: Optional[str], rounds: int, many: int, total: int, single: int,
+        launcher: bool = False) -> Dict[str, Any]:
     from ovos_stt_plugin_google_apikey import audio as audio_mod
     pcm = audio_mod.PCM(speech_like(CLIP, seed=11), RATE, 2)
     wav = audio_mod.to_wav(pcm)
@@ -114,7 +152,7 @@ def run(peer: Optional[str], rounds: int, many: int, total: int, single: int) ->
     at_start = machine()
     fake = Child("fake", "--delay", str(DELAY))
     endpoint = fake.first_line[0]
-    kinds = ["server"] + (["seed"] if peer else [])
+    kinds = ["server"] + (["seed"] if peer else []) + (["launcher"] if launcher else [])
     samples: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds + ["bare"]}
     try:
         for n in range(rounds):
@@ -146,7 +184,7 @@ def _median(rows: List[Dict[str, Any]], *path: str) -> float:
 
 def summary(samples: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"bare_rps": _median(samples["bare"], "many", "rps")}
-    for kind in ("server", "seed"):
+    for kind in KINDS:
         if samples.get(kind):
             out[kind] = {"rps": _median(samples[kind], "many", "rps"),
                          "cpu_ms_per_request": _median(samples[kind], "many", "cpu_ms_per_request"),
@@ -159,46 +197,50 @@ def summary(samples: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
     if "seed" in out:
         out["cpu_vs_seed"] = ours["cpu_ms_per_request"] / out["seed"]["cpu_ms_per_request"]
         out["added_latency_vs_seed"] = ours["added_ms_1_client"] / out["seed"]["added_ms_1_client"]
+    if "launcher" in out:
+        out["cpu_vs_launcher"] = ours["cpu_ms_per_request"] / out["launcher"]["cpu_ms_per_request"]
     return out
 
 
 def markdown(result: Dict[str, Any]) -> str:
     s = result["summary"]
+    kinds = [k for k in KINDS if k in s]
     lines = [f"{result['clients']} clients, {result['clip_s']:g} s clips, fake answering in "
              f"{result['delay_s'] * 1000:.0f} ms; medians of {result['rounds']} alternating rounds; "
              f"load average at start {result['machine'].get('loadavg_at_start')}", "",
-             "| | this server | seed bridge | clients straight to the fake |", "|---|---|---|---|"]
-    seed = s.get("seed", {})
+             "| | " + " | ".join(KINDS[k] for k in kinds) + " | clients straight to the fake |",
+             "|---|" + "---|" * (len(kinds) + 1)]
 
-    def cell(d: Dict[str, Any], k: str, f: str) -> str:
-        return f.format(d[k]) if k in d else "—"
+    def row(label: str, key: str, fmt: str, bare: str) -> str:
+        return f"| {label} | " + " | ".join(fmt.format(s[k][key]) for k in kinds) + f" | {bare} |"
 
-    lines.append(f"| requests/s at {result['clients']} clients | {s['server']['rps']:.0f} | "
-                 f"{cell(seed, 'rps', '{:.0f}')} | {s['bare_rps']:.0f} |")
-    lines.append(f"| server CPU per request | {s['server']['cpu_ms_per_request']:.2f} ms | "
-                 f"{cell(seed, 'cpu_ms_per_request', '{:.2f} ms')} | — |")
-    lines.append("| of which the main thread (our event loop; the seed: its accept loop) | "
-                 f"{s['server']['loop_cpu_ms_per_request']:.2f} ms | "
-                 f"{cell(seed, 'loop_cpu_ms_per_request', '{:.2f} ms')} | — |")
-    lines.append(f"| added latency, 1 client (p50) | {s['server']['added_ms_1_client']:.2f} ms | "
-                 f"{cell(seed, 'added_ms_1_client', '{:.2f} ms')} | 0 |")
+    lines += [row(f"requests/s at {result['clients']} clients", "rps", "{:.1f}", f"{s['bare_rps']:.1f}"),
+              row("server CPU per request", "cpu_ms_per_request", "{:.2f} ms", "—"),
+              row("of which the main thread (our event loop; the seed: its accept loop)",
+                  "loop_cpu_ms_per_request", "{:.2f} ms", "—"),
+              row("added latency, 1 client (p50)", "added_ms_1_client", "{:.2f} ms", "0"),
+              row("failed requests", "failures", "{}", "—")]
     lines += ["", f"- throughput vs no bridge: {s['throughput_vs_bare']:.3f} (target ≥ 0.97)"]
     if "cpu_vs_seed" in s:
         lines += [f"- CPU per request vs the seed: {s['cpu_vs_seed']:.2f} (target ≤ 0.5)",
                   f"- added latency vs the seed: {s['added_latency_vs_seed']:.2f} (target ≤ 0.5)"]
+    if "cpu_vs_launcher" in s:
+        lines += [f"- CPU per request vs the OVOS launcher: {s['cpu_vs_launcher']:.2f}"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer", help="the seed bridge's script (needs flask); left out when not given")
+    parser.add_argument("--launcher", action="store_true",
+                        help="also the OVOS launcher 0.28 serving this plugin (its venv from PyPI on first use)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=320, help="requests per round at --clients")
     parser.add_argument("--single", type=int, default=30, help="requests per round at 1 client")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    result = run(args.peer, args.rounds, args.clients, args.requests, args.single)
+    result = run(args.peer, args.rounds, args.clients, args.requests, args.single, args.launcher)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(result, indent=1))

@@ -43,8 +43,9 @@ from wyoming.asr import Transcribe, Transcript  # noqa: E402
 from wyoming.audio import AudioChunk, AudioStart, AudioStop  # noqa: E402
 from wyoming.client import AsyncTcpClient  # noqa: E402
 
+from ovos_stt_plugin_google_apikey.settings import PLUGIN_ID  # noqa: E402
+
 KEY = "bench-key"
-PLUGIN_ID = "ovos-stt-plugin-google-apikey"
 RATE = 16000
 CHUNK = int(0.1 * RATE) * 2
 

@@ -1,11 +1,12 @@
 """A flood of connections that never send a byte, against `ovos-google-stt serve` at its defaults:
-while they are held (each one the server closes is opened again at once), a fresh client posts a
-4.5 s clip every second. Reports the fresh client's latency and status before and during the
+while they are held, a fresh client posts a 4.5 s clip every second. With --reopen, every
+connection the server closes is opened again at once (a connection flood at the rate the server
+can close them: what an attacker with a few processes can keep up). Reports the fresh client's latency and status before and during the
 flood, the connections the flood held and had closed, the server's CPU, and how many bytes it
 logged besides the fresh client's request lines (asyncio used to log a traceback per failed
 accept()).
 
-    python bench/floods.py [--connections 21000] [--seconds 30] [--out bench/results]
+    python bench/floods.py [--connections 21000] [--seconds 30] [--reopen] [--out bench/results]
 
 The flood runs in --flooders processes (each under its own open-file limit), from source
 addresses 127.0.0.2, 127.0.0.3, ... so that ephemeral ports do not run out.
@@ -38,9 +39,9 @@ CLIP = 4.5
 DELAY = 0.15
 
 
-def flood(host: str, port: int, source: str, count: int, seconds: float) -> Dict[str, int]:
-    """Hold ``count`` connections to host:port that send nothing, for ``seconds``: each one the
-    server closes (or refuses) is opened again. Runs in a flooder process."""
+def flood(host: str, port: int, source: str, count: int, seconds: float, reopen: bool) -> Dict[str, int]:
+    """Hold ``count`` connections to host:port that send nothing, for ``seconds``; with ``reopen``
+    each one the server closes (or refuses) is opened again at once. Runs in a flooder process."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 64), hard))
     sel = selectors.DefaultSelector()
@@ -75,10 +76,8 @@ def flood(host: str, port: int, source: str, count: int, seconds: float) -> Dict
                 sel.unregister(sock)
                 sock.close()                       # type: ignore[union-attr]
                 stats["closed_by_server"] += 1
-                open_one()
-        missing = count - len(sel.get_map())
-        for _ in range(missing):
-            open_one()
+                if reopen:
+                    open_one()
     stats["held_at_end"] = len(sel.get_map())
     return stats
 
@@ -112,7 +111,7 @@ def summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"probes": len(rows), "p50_s": statistics.median(times), "max_s": max(times), "outcomes": outcomes}
 
 
-def run(connections: int, seconds: float, flooders: int) -> Dict[str, Any]:
+def run(connections: int, seconds: float, flooders: int, reopen: bool = False) -> Dict[str, Any]:
     from ovos_stt_plugin_google_apikey import audio as audio_mod
     wav = audio_mod.to_wav(audio_mod.PCM(speech_like(CLIP, seed=11), RATE, 2))
     at_start = machine()
@@ -125,10 +124,11 @@ def run(connections: int, seconds: float, flooders: int) -> Dict[str, Any]:
         logged_before, cpu_before = os.path.getsize(log.name), server.cpu_seconds()
         share = -(-connections // flooders)
         procs = [subprocess.Popen([sys.executable, __file__, "--flooder", f"127.0.0.{2 + i}", str(server.port),
-                                   str(share), str(seconds)], stdout=subprocess.PIPE, text=True)
+                                   str(share), str(seconds), *(["reopen"] if reopen else [])],
+                                  stdout=subprocess.PIPE, text=True)
                  for i in range(flooders)]
-        time.sleep(min(5.0, seconds / 4))          # the flood opens its connections
-        during = probes(url, wav, seconds - min(5.0, seconds / 4) - 2)
+        time.sleep(1.0)                            # the flood starts opening its connections
+        during = probes(url, wav, seconds - 3)
         held = [json.loads(p.communicate(timeout=seconds + 60)[0]) for p in procs]
         cpu = server.cpu_seconds() - cpu_before
         with open(log.name, "rb") as f:
@@ -141,6 +141,7 @@ def run(connections: int, seconds: float, flooders: int) -> Dict[str, Any]:
         os.unlink(log.name)
     totals = {k: sum(h[k] for h in held) for k in held[0]}
     return {"machine": at_start, "connections": connections, "seconds": seconds, "flooders": flooders,
+            "reopen": reopen,
             "flood": totals,
             "before": summary(quiet), "during": summary(during),
             "server_cpu_share_during": cpu / seconds, "log_lines_during": len(logged), "other_log_lines_during": len(other),
@@ -152,7 +153,7 @@ def markdown(r: Dict[str, Any]) -> str:
     b, d, f = r["before"], r["during"], r["flood"]
     return "\n".join([
         f"{r['connections']} idle connections held for {r['seconds']:g} s from {r['flooders']} processes "
-        f"(each closed one opened again); a fresh client posts a {CLIP:g} s clip every second; the fake "
+        f"({'each one closed opened again' if r['reopen'] else 'none reopened'}); a fresh client posts a {CLIP:g} s clip every second; the fake "
         f"answers in {DELAY * 1000:.0f} ms; load average at start {r['machine'].get('loadavg_at_start')}", "",
         "| | before the flood | during the flood |", "|---|---|---|",
         f"| fresh client, p50 | {b['p50_s'] * 1000:.0f} ms | {d['p50_s'] * 1000:.0f} ms |",
@@ -169,20 +170,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--flooder"]:
         source, port, count, seconds = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
-        print(json.dumps(flood("127.0.0.1", port, source, count, seconds)))
+        print(json.dumps(flood("127.0.0.1", port, source, count, seconds, argv[5:] == ["reopen"])))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=21000)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--flooders", type=int, default=3)
+    parser.add_argument("--reopen", action="store_true", help="open again every connection the server closes")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    result = run(args.connections, args.seconds, args.flooders)
+    result = run(args.connections, args.seconds, args.flooders, args.reopen)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "floods.json").write_text(json.dumps(result, indent=1))
+    name = "floods-reopen" if args.reopen else "floods"
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     text = markdown(result)
-    (out / "floods.md").write_text(text)
+    (out / f"{name}.md").write_text(text)
     print(text)
     return 0
 

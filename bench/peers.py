@@ -124,7 +124,7 @@ def started(kind: str, endpoint: str, peer: Optional[str]) -> Iterator[Any]:
 
 def measure(url: str, body: bytes, headers: Dict[str, str], cpu: Any, clients: int,
             total: int) -> Dict[str, Any]:
-    drive(url, body, headers, 1, 1)                      # imports, pools
+    drive(url, body, headers, clients, clients)          # imports, and every pool at this concurrency (ours to Google too)
     pid = getattr(getattr(cpu, "__self__", None), "proc", None)
     threads_before = _threads_cpu(pid.pid) if pid else None
     before = cpu() if cpu else 0.0

@@ -49,9 +49,10 @@ setup(
     ],
     extras_require={
         # httptools: uvicorn's C parser (h11, its fallback, cost 15 % of the server's time);
-        # fastapi-offline (MIT): Swagger UI and ReDoc served by the server, so /docs works offline
+        # fastapi-offline (MIT): Swagger UI and ReDoc served by the server, so /docs works offline;
+        # pybase64 (BSD): SIMD base64 (wheels for aarch64 and armv7l), 300 -> 5 us on a 4.5 s clip
         "server": ["fastapi>=0.100,<1", "uvicorn>=0.22,<1", "httptools>=0.6", "python-multipart>=0.0.9",
-                   "prometheus_client>=0.16", "fastapi-offline>=1.7,<2"],
+                   "prometheus_client>=0.16", "fastapi-offline>=1.7,<2", "pybase64>=1.3"],
         "flac": ["soundfile>=0.12"],     # FLAC and Ogg Opus; wheels bundle libsndfile
         # `ovos-google-stt wyoming` (Home Assistant); zeroconf for --zeroconf discovery
         "wyoming": WYOMING,

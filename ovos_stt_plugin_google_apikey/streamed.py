@@ -3,14 +3,13 @@ follows the end of speech by little more than Google's own recognition time, and
 through the Recognizer's ordinary path whenever the upload cannot be used. Independent of OVOS."""
 from __future__ import annotations
 
-import base64
 from typing import Iterable, Iterator, List, Optional
 
 from . import audio as audio_mod
 from .errors import APIError, DeadlineError, ModelNotSupportedError, UnavailableError
 from .log import ModuleLog
 from .recognizer import CHUNK_SECONDS, LANGS_PER_REQUEST, Recognizer
-from .wire import Transcript, body_parts
+from .wire import Transcript, b64encode, body_parts
 
 LOG = ModuleLog(__name__)
 
@@ -109,13 +108,13 @@ class StreamedUpload:
                 raise _Abandon("the utterance passed Google's one-minute limit", expected=True)
             usable = (len(self.buffer) - sent) // 3 * 3       # base64 stays valid across chunks
             if usable:
-                yield base64.b64encode(self.buffer[sent:sent + usable])
+                yield b64encode(self.buffer[sent:sent + usable])
                 sent += usable
         if self.abandoned or not self.buffer:
             raise _Abandon("abandoned" if self.abandoned else "no audio", expected=True)
         if self.recognizer.languages_for(self.lang) != languages:
             raise _Abandon("the language changed at the end of the utterance", expected=True)
-        yield base64.b64encode(self.buffer[sent:]) + tail
+        yield b64encode(self.buffer[sent:]) + tail
 
     def _ordinary(self, chunks: Iterator[bytes]) -> Transcript:
         """The buffered audio (and whatever is still to come) the one-shot way."""

@@ -233,3 +233,32 @@ def test_any_error_answer_is_an_api_error(status, payload):
 def test_a_200_holding_an_error_is_not_no_speech():
     with pytest.raises(errors.UnavailableError, match="'error'"):
         parse_response({"error": {"code": 403, "message": "denied"}})
+
+
+CLIPS = "[bytes(range(256))[:n] for n in range(7)] + [bytes(range(256)) * 7500]"
+BODIES = "b'|'.join(dump_body(build_recognize_body(c, 'en-US', **Settings().body_options())) for c in CLIPS)"
+
+
+def test_the_audio_is_the_same_base64_with_or_without_pybase64():
+    """pybase64 (the [server] extra) only speeds the encoding up: in a Python where it cannot
+    be imported, the stdlib's base64 makes the same bodies, byte for byte (every length modulo
+    3, and a 60 s clip)."""
+    import subprocess
+    import sys
+
+    from ovos_stt_plugin_google_apikey import wire
+    pytest.importorskip("pybase64")
+    assert wire.b64encode.__module__.startswith("pybase64")
+    script = "\n".join([
+        "import sys, base64; sys.modules['pybase64'] = None    # import pybase64: ImportError",
+        "from ovos_stt_plugin_google_apikey import wire",
+        "from ovos_stt_plugin_google_apikey.wire import build_recognize_body, dump_body",
+        "from ovos_stt_plugin_google_apikey.settings import Settings",
+        "assert wire.b64encode is base64.b64encode",
+        f"CLIPS = {CLIPS}",
+        f"sys.stdout.buffer.write({BODIES})"])
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    clips = [bytes(range(256))[:n] for n in range(7)] + [bytes(range(256)) * 7500]
+    fast = b"|".join(dump_body(build_recognize_body(c, "en-US", **Settings().body_options())) for c in clips)
+    assert out.stdout == fast

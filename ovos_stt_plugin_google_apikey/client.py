@@ -18,7 +18,7 @@ from .connections import ReportingAdapter
 from .log import ModuleLog
 from .settings import Settings
 from .version import __version__
-from .wire import RECOGNIZE_PATH, dump_body, parse_duration, parse_error
+from .wire import RECOGNIZE_PATH, body_chunks, parse_duration, parse_error
 
 LOG = ModuleLog(__name__)
 
@@ -107,7 +107,7 @@ class SpeechClient:
             deadline = timeouts.Deadline.after(self.settings.timeout)
         elif not isinstance(deadline, timeouts.Deadline):
             deadline = timeouts.Deadline(float(deadline))
-        payload = dump_body(body)
+        payload = body_chunks(body)
         attempt = 0
         while True:
             started = time.monotonic()
@@ -146,7 +146,7 @@ class SpeechClient:
         self._check_open()
         call = timeouts.Call(timeouts.Deadline.after(self.settings.timeout))
         started = time.monotonic()
-        result = self._exchange(parts, call)
+        result = self._exchange(iter(parts), call)       # an iterator: always chunked
         self._observe(result, started, False)
         if isinstance(result, errors.APIError):
             raise result
@@ -207,7 +207,8 @@ class SpeechClient:
             _release(resp, read)
 
     def _open(self, request: requests.PreparedRequest, body: Any, timeout: float) -> Any:
-        """Send ``request`` with ``body`` (bytes, or parts for a chunked body): urllib3's
+        """Send ``request`` with ``body`` (bytes; a tuple of bytes, sent one after the other
+        under one Content-Length; or an iterator of parts for a chunked body): urllib3's
         response, its body not read yet. Raises urllib3's errors, OSError, or requests' for a
         proxy URL it cannot use."""
         route = self._routes.get(str(request.method))
@@ -218,11 +219,13 @@ class SpeechClient:
                 adapter.pool_for(request, self._verify, self._proxies),
                 adapter.request_url(request, self._proxies), headers)
         pool, url, headers = route
-        if isinstance(body, bytes):
-            headers = {**headers, "Content-Length": str(len(body))}
+        sized = isinstance(body, (bytes, tuple))
+        if sized:
+            length = len(body) if isinstance(body, bytes) else sum(len(piece) for piece in body)
+            headers = {**headers, "Content-Length": str(length)}
         return pool.urlopen(request.method, url, body=body, headers=headers, redirect=False,
                             assert_same_host=False, retries=False, preload_content=False,
-                            decode_content=False, chunked=body is not None and not isinstance(body, bytes),
+                            decode_content=False, chunked=body is not None and not sized,
                             timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout))
 
     def _late(self) -> errors.DeadlineError:

@@ -96,7 +96,8 @@ def build_recognize_body(content: bytes, language: str, *, encoding: str = LINEA
                          use_enhanced: bool = False, phrases: Sequence[str] = (),
                          boost: Optional[float] = None) -> Dict[str, Any]:
     """The JSON body of speech:recognize for mono audio already in ``encoding``. The keyword
-    defaults are Google's own (what it does when a field is absent), not the plugin's."""
+    defaults are Google's own (what it does when a field is absent), not the plugin's. The
+    audio's base64 is kept as ASCII bytes, as ``body_chunks`` sends it (decode it for json)."""
     config: Dict[str, Any] = {
         "encoding": encoding,
         "sampleRateHertz": sample_rate,
@@ -116,7 +117,7 @@ def build_recognize_body(content: bytes, language: str, *, encoding: str = LINEA
         if boost is not None:
             context["boost"] = boost
         config["speechContexts"] = [context]
-    return {"config": config, "audio": {"content": b64encode(content).decode("ascii")}}
+    return {"config": config, "audio": {"content": b64encode(content)}}
 
 
 def body_parts(body: Dict[str, Any]) -> Tuple[bytes, bytes]:
@@ -126,11 +127,18 @@ def body_parts(body: Dict[str, Any]) -> Tuple[bytes, bytes]:
     return (head + '"content":"').encode("utf-8"), ('"' + tail).encode("utf-8")
 
 
-def dump_body(body: Dict[str, Any]) -> bytes:
-    """The JSON bytes of a recognize body. The base64 audio (ASCII: nothing to escape) is
-    spliced in instead of scanned by json.dumps, ~4x faster on a 5 s clip's 213 KB."""
+def body_chunks(body: Dict[str, Any]) -> Tuple[bytes, bytes, bytes]:
+    """The JSON bytes of a recognize body in three pieces, to be sent one after the other: the
+    base64 audio (ASCII bytes, or a str: nothing to escape) goes out as it is, neither scanned
+    by json.dumps (~4x slower on a 5 s clip's 213 KB) nor copied into one buffer."""
     head, tail = body_parts(body)
-    return b"".join((head, body["audio"]["content"].encode("ascii"), tail))
+    content = body["audio"]["content"]
+    return head, content.encode("ascii") if isinstance(content, str) else content, tail
+
+
+def dump_body(body: Dict[str, Any]) -> bytes:
+    """The JSON bytes of a recognize body, in one piece."""
+    return b"".join(body_chunks(body))
 
 
 def parse_response(payload: Any) -> Transcript:

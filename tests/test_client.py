@@ -89,6 +89,26 @@ def test_it_posts_the_body_with_the_key_in_a_header_and_returns_googles_json(cli
     assert sent.json == body(0.5)
 
 
+def test_a_built_body_goes_out_in_pieces_under_one_content_length(client, fake):
+    """build_recognize_body's base64 (bytes) is sent after the JSON's head without being joined
+    to it: one Content-Length for the three pieces, not chunked, the same JSON Google reads;
+    a retry sends the same pieces again."""
+    from ovos_stt_plugin_google_apikey.wire import build_recognize_body, dump_body
+    built = build_recognize_body(tone(0.5), "en-US")
+    assert transcript(client.recognize(built)) == "audio 0.50 seconds at 16000 hertz"
+    fake.script(Fault.http(503))
+    retrying = make_client(fake.endpoint, retries=1, timeout=5)
+    try:
+        assert transcript(retrying.recognize(built)) == "audio 0.50 seconds at 16000 hertz"
+    finally:
+        retrying.close()
+    assert len(fake.requests) == 3
+    for sent in fake.requests:
+        assert not sent.chunked and "Transfer-Encoding" not in sent.headers
+        assert int(sent.headers["Content-Length"]) == len(sent.body) and sent.body == dump_body(built)
+        assert base64.b64decode(sent.json["audio"]["content"]) == tone(0.5)
+
+
 def test_a_deadline_may_be_a_deadline_or_a_monotonic_instant(client, fake):
     assert transcript(client.recognize(body(), timeouts.Deadline.after(5)))
     assert transcript(client.recognize(body(), time.monotonic() + 5))

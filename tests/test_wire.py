@@ -9,6 +9,7 @@ from ovos_stt_plugin_google_apikey import errors
 from ovos_stt_plugin_google_apikey.settings import Settings
 from ovos_stt_plugin_google_apikey.wire import (
     Alternative,
+    body_chunks,
     build_recognize_body,
     dump_body,
     parse_duration,
@@ -28,7 +29,7 @@ def test_body_fields():
         "maxAlternatives": 4, "enableAutomaticPunctuation": True, "profanityFilter": True,
         "alternativeLanguageCodes": ["pt-PT"], "model": "latest_short", "useEnhanced": True,
         "speechContexts": [{"phrases": ["Mycroft"], "boost": 10}]},
-        "audio": {"content": base64.b64encode(pcm).decode()}}
+        "audio": {"content": base64.b64encode(pcm)}}        # ASCII bytes, sent as they are
 
 
 def test_body_leaves_out_unset_options():
@@ -196,8 +197,13 @@ def test_dump_body_is_the_same_json_as_json_dumps():
     settings = Settings.from_mapping({"phrases": ['say "content":"" aloud', "ünïcode"]}, env={})
     body = build_recognize_body(bytes(range(256)) * 7, "en-US", alternative_languages=["pt-PT"],
                                 **settings.body_options())
-    assert dump_body(body) == json.dumps(body, separators=(",", ":")).encode()
-    assert json.loads(dump_body(body)) == body
+    as_json = {**body, "audio": {"content": body["audio"]["content"].decode("ascii")}}
+    assert dump_body(body) == json.dumps(as_json, separators=(",", ":")).encode()
+    assert json.loads(dump_body(body)) == as_json
+    assert dump_body(as_json) == dump_body(body)              # a hand-made body's str content too
+    head, content, tail = body_chunks(body)
+    assert content is body["audio"]["content"]               # the base64 is not copied
+    assert head + content + tail == dump_body(body)
 
 
 from hypothesis import given, settings  # noqa: E402

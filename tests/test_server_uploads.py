@@ -3,6 +3,7 @@ the audio budget against bombs, decoding off the event loop, refusals for what i
 WAVs as recorders write them."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import struct
@@ -14,7 +15,7 @@ from audio_samples import tone, wav
 from test_audio import riff
 from test_server import HEARD, SPEECH, running
 
-from ovos_stt_plugin_google_apikey import cli
+from ovos_stt_plugin_google_apikey import cli, decoding
 from ovos_stt_plugin_google_apikey.server import create_app
 
 soundfile = pytest.importorskip("soundfile")          # the [flac] extra: FLAC/Ogg bombs
@@ -135,6 +136,49 @@ def test_status_answers_while_an_upload_decodes(engine, fake):
             answered += not upload.done()
         assert upload.result().status_code == 200
     assert answered >= 25         # here: ~270 off the loop, 9 when decoding ran on it
+
+
+def float_wav(seconds: float) -> bytes:
+    """A 32-bit float WAV of a quiet ramp: Python's own loop converts it when numpy is absent."""
+    count = int(seconds * 16000)
+    return riff(3, 1, 16000, 32, struct.pack(f"<{count}f", *(i / count / 2 for i in range(count))))
+
+
+ONE_SECOND_B64 = base64.b64encode(SPEECH).decode()
+
+
+@pytest.mark.parametrize("kwargs, where", [
+    ({"data": SPEECH}, "loop"),                                       # a copy: microseconds
+    ({"data": tone(1.0), "params": {"sample_rate": 16000}}, "loop"),  # raw PCM
+    ({"data": riff(7, 1, 16000, 8, b"\xff" * 16000)}, "loop"),        # mu-law: one audioop call
+    ({"data": float_wav(1.0)}, "thread"),
+    ({"files": {"audio": ("f.wav", float_wav(1.0), "audio/wav")}}, "thread"),
+    ({"data": wav(tone(33.0))}, "thread"),                            # past 1 MiB
+    ({"json": {"audio_b64": ONE_SECOND_B64}}, "loop"),
+    ({"json": {"audio_b64": base64.b64encode(float_wav(1.0)).decode()}}, "thread"),
+    ({"json": {"audio_b64": base64.b64encode(compressed(10, "FLAC", "PCM_16")).decode()}}, "thread"),
+])
+def test_only_quick_decoding_runs_on_the_event_loop(engine, fake, monkeypatch, kwargs, where):
+    # A float WAV under 1 MiB once went through the loop: 184 ms of Python without numpy, every
+    # other client waiting. Where decoding runs is seen from inside it: the loop's thread has
+    # a running event loop, a worker thread none.
+    ran_on = []
+    real = decoding.decode
+
+    def spy(*args, **kw):
+        try:
+            asyncio.get_running_loop()
+            ran_on.append("loop")
+        except RuntimeError:
+            ran_on.append("thread")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(decoding, "decode", spy)
+    path = "/stt/json" if "json" in kwargs else "/stt"
+    with running(create_app(engine)) as base:
+        reply = post(base, path, **kwargs)
+    assert reply.status_code == 200, reply.text
+    assert ran_on == [where]
 
 
 def test_a_million_empty_chunks_is_answered_without_a_long_walk(url, fake):

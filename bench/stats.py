@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 
@@ -47,6 +49,13 @@ def machine() -> Dict[str, object]:
     return {"cpu_model": model, "cores": os.cpu_count(), "python": sys.version.split()[0],
             "implementation": platform.python_implementation(), "platform": platform.platform(),
             "loadavg_at_start": load}
+
+
+def commit() -> str:
+    """This checkout's short commit ("unknown" outside git)."""
+    found = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
 
 
 def proc_memory(pid: int) -> Dict[str, int]:

@@ -347,10 +347,13 @@ def _retryable(error: errors.APIError) -> bool:
     return error.status in RETRY_STATUSES
 
 
+_JITTER = random.Random()     # its own: the host's (OVOS's, a test's) random state stays its own
+
+
 def _backoff(attempt: int) -> float:
     """Exponential backoff with jitter: half fixed, half random."""
     ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return ceiling / 2 + _JITTER.uniform(0, ceiling / 2)
 
 
 def _describe(exc: BaseException) -> str:

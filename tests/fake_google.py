@@ -36,6 +36,7 @@ MAX_PAYLOAD = 10485760
 MAX_SECONDS = 60.0
 SILENCE_RMS = 100.0  # int16 full scale is 32767; room noise sits well above this, digital silence at 0
 JSON_TYPE = "application/json; charset=UTF-8"
+REQUEST_IDS = random.Random()   # its own: a test's random state stays the test's
 SERVICE = "speech.googleapis.com"
 METHOD = "google.cloud.speech.v1.Speech.Recognize"
 LANGUAGES = frozenset(
@@ -416,7 +417,7 @@ def default_recognizer(req: dict, audio: AudioInfo) -> dict:
     result = {"alternatives": alternatives, "resultEndTime": f"{audio.duration:.3f}s",
               "languageCode": config["languageCode"].lower()}
     return {"results": [result], "totalBilledTime": f"{max(1, math.ceil(audio.duration))}s",
-            "requestId": str(random.randrange(10**18, 2**63))}
+            "requestId": str(REQUEST_IDS.randrange(10**18, 2**63))}
 
 
 class _Handler(BaseHTTPRequestHandler):

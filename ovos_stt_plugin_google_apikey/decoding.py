@@ -104,17 +104,23 @@ def sniff(data: bytes, mpeg_labelled: bool = False) -> Optional[str]:
     return kind
 
 
-def decodes_quickly(data: bytes) -> bool:
-    """Whether decoding ``data`` is a copy or one C call at most: raw PCM, or a WAV of PCM,
-    A-law or mu-law (or one refused from its header). A float WAV is a loop in Python without
-    numpy (184 ms for 1 MiB), a compressed file a decoder's work."""
+def decodes_quickly(data: bytes, limit: int) -> bool:
+    """Whether decoding ``data`` costs about a copy of ``limit`` bytes or less: raw PCM and
+    16- to 32-bit PCM WAVs up to ``limit`` (a copy), 8-bit, A-law and mu-law WAVs up to a
+    quarter of it (one C call writing twice their size), WAVs refused from their header.
+    Never a float WAV (a loop in Python without numpy: 184 ms for 1 MiB) or a compressed file."""
+    if len(data) > limit:
+        return False
     kind = sniff(data, True)
     if kind != "WAV":
         return kind is None
     try:
-        return wavfile.parse(data).fmt != wavfile.IEEE_FLOAT
+        wav = wavfile.parse(data)
     except AudioError:
         return True
+    if wav.fmt == wavfile.IEEE_FLOAT:
+        return False
+    return wav.fmt == wavfile.PCM and wav.sample_width > 1 or len(data) <= limit // 4
 
 
 def from_wav(data: bytes, max_seconds: Optional[float] = None, strict: bool = False) -> audio_mod.PCM:

@@ -16,7 +16,7 @@ from test_audio import riff
 from test_server import HEARD, SPEECH, running
 
 from ovos_stt_plugin_google_apikey import cli, decoding
-from ovos_stt_plugin_google_apikey.server import create_app
+from ovos_stt_plugin_google_apikey.server import create_app, uploads
 
 soundfile = pytest.importorskip("soundfile")          # the [flac] extra: FLAC/Ogg bombs
 np = pytest.importorskip("numpy")
@@ -144,41 +144,50 @@ def float_wav(seconds: float) -> bytes:
     return riff(3, 1, 16000, 32, struct.pack(f"<{count}f", *(i / count / 2 for i in range(count))))
 
 
-ONE_SECOND_B64 = base64.b64encode(SPEECH).decode()
+def b64(data: bytes) -> dict:
+    return {"json": {"audio_b64": base64.b64encode(data).decode()}}
 
 
+# What runs where: "decode" is decoding.decode, "parse" a /stt/json body's JSON and base64.
 @pytest.mark.parametrize("kwargs, where", [
-    ({"data": SPEECH}, "loop"),                                       # a copy: microseconds
-    ({"data": tone(1.0), "params": {"sample_rate": 16000}}, "loop"),  # raw PCM
-    ({"data": riff(7, 1, 16000, 8, b"\xff" * 16000)}, "loop"),        # mu-law: one audioop call
-    ({"data": float_wav(1.0)}, "thread"),
-    ({"files": {"audio": ("f.wav", float_wav(1.0), "audio/wav")}}, "thread"),
-    ({"data": wav(tone(33.0))}, "thread"),                            # past 1 MiB
-    ({"json": {"audio_b64": ONE_SECOND_B64}}, "loop"),
-    ({"json": {"audio_b64": base64.b64encode(float_wav(1.0)).decode()}}, "thread"),
-    ({"json": {"audio_b64": base64.b64encode(compressed(10, "FLAC", "PCM_16")).decode()}}, "thread"),
+    ({"data": SPEECH}, ["decode on the loop"]),                                   # a copy
+    ({"data": tone(1.0), "params": {"sample_rate": 16000}}, ["decode on the loop"]),   # raw PCM
+    ({"data": riff(7, 1, 16000, 8, b"\xff" * 16000)}, ["decode on the loop"]),    # 16 KB of mu-law
+    # 8-bit, A-law and mu-law grow to twice their size: 0.7 ms for 1 MiB, inline up to 256 KiB
+    ({"data": riff(7, 1, 16000, 8, b"\xff" * 300_000)}, ["decode on a thread"]),
+    ({"data": riff(1, 1, 16000, 8, b"\x80" * 300_000)}, ["decode on a thread"]),
+    ({"data": float_wav(1.0)}, ["decode on a thread"]),
+    ({"files": {"audio": ("f.wav", float_wav(1.0), "audio/wav")}}, ["decode on a thread"]),
+    ({"data": wav(tone(33.0))}, ["decode on a thread"]),                        # past 1 MiB
+    (b64(SPEECH), ["parse on the loop", "decode on the loop"]),                 # 43 KB of JSON
+    (b64(wav(tone(3.0))), ["parse on a thread", "decode on the loop"]),         # past 64 KiB
+    (b64(float_wav(1.0)), ["parse on a thread", "decode on a thread"]),
+    (b64(compressed(10, "FLAC", "PCM_16")), ["parse on the loop", "decode on a thread"]),
 ])
-def test_only_quick_decoding_runs_on_the_event_loop(engine, fake, monkeypatch, kwargs, where):
-    # A float WAV under 1 MiB once went through the loop: 184 ms of Python without numpy, every
-    # other client waiting. Where decoding runs is seen from inside it: the loop's thread has
-    # a running event loop, a worker thread none.
-    ran_on = []
-    real = decoding.decode
+def test_only_quick_work_runs_on_the_event_loop(engine, fake, monkeypatch, kwargs, where):
+    # A float WAV under 1 MiB once went through the loop (184 ms of Python without numpy),
+    # and so did a /stt/json body's audio in any format, with its JSON (8 ms for 1 MiB): every
+    # other client waited. Where each runs is seen from inside it: the loop's thread has a
+    # running event loop, a worker thread none.
+    ran = []
 
-    def spy(*args, **kw):
-        try:
-            asyncio.get_running_loop()
-            ran_on.append("loop")
-        except RuntimeError:
-            ran_on.append("thread")
-        return real(*args, **kw)
+    def spy(name, real):
+        def spied(*args, **kw):
+            try:
+                asyncio.get_running_loop()
+                ran.append(f"{name} on the loop")
+            except RuntimeError:
+                ran.append(f"{name} on a thread")
+            return real(*args, **kw)
+        return spied
 
-    monkeypatch.setattr(decoding, "decode", spy)
+    monkeypatch.setattr(decoding, "decode", spy("decode", decoding.decode))
+    monkeypatch.setattr(uploads, "_json_audio", spy("parse", uploads._json_audio))
     path = "/stt/json" if "json" in kwargs else "/stt"
     with running(create_app(engine)) as base:
         reply = post(base, path, **kwargs)
     assert reply.status_code == 200, reply.text
-    assert ran_on == [where]
+    assert ran == where
 
 
 def test_a_million_empty_chunks_is_answered_without_a_long_walk(url, fake):

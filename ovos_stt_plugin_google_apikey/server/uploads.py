@@ -26,10 +26,13 @@ LANG_TAG = re.compile(r"auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 MAX_LANG_CHARS = 35
 NO_WHITESPACE = str.maketrans("", "", " \t\r\n")
 MAX_LINE = 600           # characters of one answer's (or log line's) reason
-# Bodies this small are decoded on the event loop when decoding is a copy or one C call (raw
-# PCM; PCM, A-law and mu-law WAVs): 0.04-0.6 ms for 1 MiB, against 0.44 ms for the hop to a
-# worker thread (bench/inline_decode.py). Float WAVs and compressed formats go to a thread.
+# Bodies this small are decoded on the event loop when that costs about a copy (raw PCM and
+# 16- to 32-bit PCM WAVs; 8-bit, A-law and mu-law up to a quarter of it): 0.03-0.06 ms for
+# 1 MiB, 0.17 ms for 256 KiB of mu-law, against 0.44 ms for the hop to a worker thread
+# (bench/inline_decode.py). Float WAVs and compressed formats go to a thread, and so does
+# parsing a /stt/json body past INLINE_JSON_BYTES (8 ms for 1 MiB, 0.4 ms for 64 KiB).
 INLINE_DECODE_BYTES = 1024 * 1024
+INLINE_JSON_BYTES = 64 * 1024
 
 
 def printable(text: str, limit: int = MAX_LINE) -> str:
@@ -70,7 +73,7 @@ async def read_audio(request: Request, lang: Optional[str], rate: Optional[int],
 async def _decode_soon(data: bytes, rate: Any, width: Any, content_type: Optional[str],
                        max_seconds: Optional[float]) -> audio_mod.PCM:
     """_decode on the event loop when that is quick, else on a worker thread."""
-    if len(data) <= INLINE_DECODE_BYTES and decoding.decodes_quickly(data):
+    if decoding.decodes_quickly(data, INLINE_DECODE_BYTES):
         return _decode(data, rate, width, content_type, max_seconds)
     return await run_in_threadpool(_decode, data, rate, width, content_type, max_seconds)
 
@@ -97,10 +100,10 @@ async def _read_form(request: Request) -> Tuple[bytes, Optional[str], Optional[s
 async def read_json_audio(request: Request, default_lang: Optional[str],
                           max_seconds: Optional[float] = DEFAULT_MAX_AUDIO_SECONDS,
                           ) -> Tuple[audio_mod.PCM, Optional[str]]:
-    """The audio and language of a /stt/json body (a large one parsed on a worker thread, its
-    audio decoded as read_audio's is)."""
+    """The audio and language of a /stt/json body (one past 64 KiB parsed on a worker thread,
+    its audio decoded as read_audio's is)."""
     body = await request.body()
-    if len(body) <= INLINE_DECODE_BYTES:
+    if len(body) <= INLINE_JSON_BYTES:
         payload = _json_audio(body, default_lang)
     else:
         payload = await run_in_threadpool(_json_audio, body, default_lang)

@@ -36,7 +36,7 @@ ARMS = ("pybase64", "stdlib base64")
 def maps_pybase64(pid: int) -> bool:
     """Whether pybase64's extension is loaded in ``pid`` (its shared object is mapped)."""
     with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
-        return any("pybase64" in line for line in f)
+        return any(os.path.basename(line.split()[-1]).startswith("_pybase64.") for line in f if "/" in line)
 
 
 def measure(endpoint: str, wav: bytes, requests: int, hide: Optional[str]) -> Dict[str, float]:

@@ -20,8 +20,9 @@ import wave
 from pathlib import Path
 from typing import List, Optional
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
+import stats  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from ovos_stt_plugin_google_apikey.server import uploads  # noqa: E402
@@ -66,6 +67,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args(argv)
     hop = asyncio.run(hop_ms(args.runs))
+    m = stats.machine()
+    print(f"# bench/inline_decode.py on {stats.commit()}: {m['cpu_model']}, {m['cores']} cores, Python "
+          f"{m['python']}, load {m['loadavg_at_start']}\n")
     print(f"WAVs of {SIZE} bytes; one hop to a worker thread and back: {hop:.3f} ms (median of {args.runs})\n")
     print("| WAV | seconds of audio | inline decode (median) | vs the hop |")
     print("|---|---|---|---|")

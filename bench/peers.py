@@ -32,7 +32,7 @@ from capacity import Served, _cpu_seconds, free_port  # noqa: E402
 from children import KEY  # noqa: E402
 from load import Child, drive  # noqa: E402
 from speechlike import RATE, speech_like  # noqa: E402
-from stats import machine  # noqa: E402
+from stats import commit, machine  # noqa: E402
 
 from ovos_stt_plugin_google_apikey.settings import PLUGIN_ID  # noqa: E402
 
@@ -149,7 +149,7 @@ def run(peer: Optional[str], rounds: int, many: int, total: int, single: int,
     google = json.dumps({"config": {"encoding": "LINEAR16", "sampleRateHertz": RATE, "languageCode": "en-US"},
                          "audio": {"content": base64.b64encode(pcm.data).decode("ascii")}}).encode()
     google_headers = {"X-Goog-Api-Key": KEY, "Content-Type": "application/json; charset=utf-8"}
-    at_start = machine()
+    at_start, began = machine(), time.time()
     fake = Child("fake", "--delay", str(DELAY))
     endpoint = fake.first_line[0]
     kinds = ["server"] + (["seed"] if peer else []) + (["launcher"] if launcher else [])
@@ -169,7 +169,8 @@ def run(peer: Optional[str], rounds: int, many: int, total: int, single: int,
                 samples[kind].append(row)
     finally:
         fake.close()
-    return {"machine": at_start, "delay_s": DELAY, "clip_s": CLIP, "clients": many, "requests": total,
+    return {"machine": at_start, "commit": commit(), "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(began)),
+            "delay_s": DELAY, "clip_s": CLIP, "clients": many, "requests": total,
             "single_requests": single, "rounds": rounds, "samples": samples, "summary": summary(samples)}
 
 
@@ -207,7 +208,8 @@ def markdown(result: Dict[str, Any]) -> str:
     kinds = [k for k in KINDS if k in s]
     lines = [f"{result['clients']} clients, {result['clip_s']:g} s clips, fake answering in "
              f"{result['delay_s'] * 1000:.0f} ms; medians of {result['rounds']} alternating rounds; "
-             f"load average at start {result['machine'].get('loadavg_at_start')}", "",
+             f"load average at start {result['machine'].get('loadavg_at_start')}; "
+             f"{result.get('commit', 'commit not recorded')}, {result.get('started', '')}", "",
              "| | " + " | ".join(KINDS[k] for k in kinds) + " | clients straight to the fake |",
              "|---|" + "---|" * (len(kinds) + 1)]
 

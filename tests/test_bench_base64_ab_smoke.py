@@ -30,7 +30,9 @@ def test_both_servers_are_measured(tmp_path):
                                     "p50 latency at 1 client, ms"]
     assert (tmp_path / "base64-ab.md").read_text() == out.stdout.rstrip("\n") + "\n"
     result = json.loads((tmp_path / "base64-ab.json").read_text())
-    assert result["machine"]["cores"] and result["commit"] != ""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+    assert result["machine"]["cores"] and result["commit"] == head
     assert [r["failures"] for rows in result["samples"].values() for r in rows] == [0, 0, 0, 0]
 
 

@@ -28,7 +28,7 @@ NO_WHITESPACE = str.maketrans("", "", " \t\r\n")
 MAX_LINE = 600           # characters of one answer's (or log line's) reason
 # Bodies this small are decoded on the event loop when that costs about a copy (raw PCM and
 # 16- to 32-bit PCM WAVs; 8-bit, A-law and mu-law up to a quarter of it): 0.03-0.06 ms for
-# 1 MiB, 0.17 ms for 256 KiB of mu-law, against 0.44 ms for the hop to a worker thread
+# 1 MiB, 0.17 ms for 256 KiB of mu-law, against 0.16-0.44 ms for the hop to a worker thread
 # (bench/inline_decode.py). Float WAVs and compressed formats go to a thread, and so does
 # parsing a /stt/json body past INLINE_JSON_BYTES (8 ms for 1 MiB, 0.4 ms for 64 KiB).
 INLINE_DECODE_BYTES = 1024 * 1024

@@ -105,11 +105,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     text = markdown(result)
     print(text)
     print(json.dumps(result, indent=1), file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "base64-ab.json").write_text(json.dumps(result, indent=1))
-        (out / "base64-ab.md").write_text(text)
+    stats.write_results(args.out, "base64-ab", result, text)
     return 0
 
 

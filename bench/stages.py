@@ -195,11 +195,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         fake.close()
     text = markdown(result)
     print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "stages.json").write_text(json.dumps(result, indent=1))
-        (out / "stages.md").write_text(text)
+    stats.write_results(args.out, "stages", result, text)
     return 0
 
 

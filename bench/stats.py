@@ -1,13 +1,14 @@
 """Medians, percentiles and the spread between repetitions; machine facts."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 def summarize(values: Sequence[float]) -> Dict[str, float]:
@@ -56,6 +57,15 @@ def commit() -> str:
     found = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
                            capture_output=True, text=True)
     return found.stdout.strip() or "unknown"
+
+
+def write_results(folder: Optional[str], name: str, result: Dict[str, Any], text: str) -> None:
+    """``name``.json and ``name``.md in ``folder`` (created); nothing when ``folder`` is None."""
+    if folder:
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+        (out / f"{name}.md").write_text(text)
 
 
 def proc_memory(pid: int) -> Dict[str, int]:

@@ -2,9 +2,11 @@
 at its defaults, the seed Flask bridge (--peer, optional), the OVOS launcher `ovos-stt-server`
 0.28 serving this plugin from its own venv (--launcher, optional: the venv is the compat tests'
 one, built from PyPI on first use), and the same clients posting straight to the fake Google (no
-bridge). 32 clients, then 1, posting 4.5 s clips; the fake answers in 150 ms.
+bridge). With --floors, also bench/floors.py's two forwarders that check nothing: what any Python
+server in the middle costs, its Google call on a worker thread or on the event loop. 32 clients,
+then 1, posting 4.5 s clips; the fake answers in 150 ms. Each round, each server goes first in turn.
 
-    python bench/peers.py [--peer /work/shared/peers/seed_bridge.py] [--launcher] [--rounds 2] [--out bench/results]
+    python bench/peers.py [--peer /work/shared/peers/seed_bridge.py] [--launcher] [--floors] [--rounds 2] [--out bench/results]
 
 Reports medians over the rounds of: requests/s at 32 clients, server CPU per request (utime +
 stime of the server process over the measured requests), added latency at 1 client (p50 minus
@@ -54,15 +56,20 @@ def _threads_cpu(pid: int) -> Dict[str, float]:
 
 
 class Peer:
-    """The seed bridge (Flask's threaded development server), as its source says to run it."""
+    """The seed bridge (Flask's threaded development server), as its source says to run it; or,
+    with ``floor``, one of bench/floors.py's forwarders."""
 
-    def __init__(self, script: str, endpoint: str) -> None:
+    def __init__(self, script: str, endpoint: str, floor: Optional[str] = None) -> None:
         import requests
         self.port = free_port()
-        env = {**os.environ, "STT_PW": KEY, "PORT": str(self.port), "STT_LANG": "en-US",
-               "GOOGLE_URL": endpoint + "/v1/speech:recognize"}
-        self.proc = subprocess.Popen([sys.executable, script], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        if floor:
+            argv = [sys.executable, str(HERE / "floors.py"), floor, str(self.port)]
+            env = {**os.environ, "FLOOR_ENDPOINT": endpoint, "FLOOR_KEY": KEY}
+        else:
+            argv = [sys.executable, script]
+            env = {**os.environ, "STT_PW": KEY, "PORT": str(self.port), "STT_LANG": "en-US",
+                   "GOOGLE_URL": endpoint + "/v1/speech:recognize"}
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while True:
@@ -105,7 +112,8 @@ class Launcher:
         self._venvs.stop_process(self.proc)
 
 
-KINDS = {"server": "this server", "seed": "seed bridge", "launcher": "OVOS launcher 0.28"}
+KINDS = {"server": "this server", "seed": "seed bridge", "launcher": "OVOS launcher 0.28",
+         "floor-threads": "floor: Google call on a thread", "floor-asyncio": "floor: Google call on the loop"}
 
 
 @contextlib.contextmanager
@@ -114,6 +122,8 @@ def started(kind: str, endpoint: str, peer: Optional[str]) -> Iterator[Any]:
         bridge: Any = Served(endpoint, 1)
     elif kind == "launcher":
         bridge = Launcher(endpoint)
+    elif kind.startswith("floor-"):
+        bridge = Peer("", endpoint, floor=kind.split("-", 1)[1])
     else:
         bridge = Peer(peer or "", endpoint)
     try:
@@ -142,7 +152,7 @@ def measure(url: str, body: bytes, headers: Dict[str, str], cpu: Any, clients: i
 
 
 def run(peer: Optional[str], rounds: int, many: int, total: int, single: int,
-        launcher: bool = False) -> Dict[str, Any]:
+        launcher: bool = False, floors: bool = False) -> Dict[str, Any]:
     from ovos_stt_plugin_google_apikey import audio as audio_mod
     pcm = audio_mod.PCM(speech_like(CLIP, seed=11), RATE, 2)
     wav = audio_mod.to_wav(pcm)
@@ -152,7 +162,8 @@ def run(peer: Optional[str], rounds: int, many: int, total: int, single: int,
     at_start, began = machine(), time.time()
     fake = Child("fake", "--delay", str(DELAY))
     endpoint = fake.first_line[0]
-    kinds = ["server"] + (["seed"] if peer else []) + (["launcher"] if launcher else [])
+    kinds = (["server"] + (["seed"] if peer else []) + (["launcher"] if launcher else [])
+             + (["floor-threads", "floor-asyncio"] if floors else []))
     samples: Dict[str, List[Dict[str, Any]]] = {k: [] for k in kinds + ["bare"]}
     try:
         for n in range(rounds):
@@ -160,7 +171,7 @@ def run(peer: Optional[str], rounds: int, many: int, total: int, single: int,
             bare = {"many": measure(endpoint + "/v1/speech:recognize", google, google_headers, None, many, total),
                     "one": measure(endpoint + "/v1/speech:recognize", google, google_headers, None, 1, single)}
             samples["bare"].append(bare)
-            for kind in kinds:
+            for kind in kinds[n % len(kinds):] + kinds[:n % len(kinds)]:     # each goes first in turn
                 with started(kind, endpoint, peer) as bridge:
                     url = bridge.url + "/stt?lang=en-US"
                     row = {"many": measure(url, wav, {"Content-Type": "audio/wav"}, bridge.cpu_seconds, many, total),
@@ -198,6 +209,9 @@ def summary(samples: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
     if "seed" in out:
         out["cpu_vs_seed"] = ours["cpu_ms_per_request"] / out["seed"]["cpu_ms_per_request"]
         out["added_latency_vs_seed"] = ours["added_ms_1_client"] / out["seed"]["added_ms_1_client"]
+    for floor in ("floor-threads", "floor-asyncio"):
+        if floor in out:
+            out[f"{floor}_throughput_vs_bare"] = out[floor]["rps"] / out["bare_rps"]
     if "launcher" in out:
         out["cpu_vs_launcher"] = ours["cpu_ms_per_request"] / out["launcher"]["cpu_ms_per_request"]
     return out
@@ -228,6 +242,9 @@ def markdown(result: Dict[str, Any]) -> str:
                   f"- added latency vs the seed: {s['added_latency_vs_seed']:.2f} (target ≤ 0.5)"]
     if "cpu_vs_launcher" in s:
         lines += [f"- CPU per request vs the OVOS launcher: {s['cpu_vs_launcher']:.2f}"]
+    for floor in ("floor-threads", "floor-asyncio"):
+        if f"{floor}_throughput_vs_bare" in s:
+            lines += [f"- throughput vs no bridge, {KINDS[floor]}: {s[f'{floor}_throughput_vs_bare']:.3f}"]
     return "\n".join(lines) + "\n"
 
 
@@ -236,13 +253,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--peer", help="the seed bridge's script (needs flask); left out when not given")
     parser.add_argument("--launcher", action="store_true",
                         help="also the OVOS launcher 0.28 serving this plugin (its venv from PyPI on first use)")
+    parser.add_argument("--floors", action="store_true",
+                        help="also bench/floors.py's two forwarders: what any Python server in the middle costs")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=320, help="requests per round at --clients")
     parser.add_argument("--single", type=int, default=30, help="requests per round at 1 client")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    result = run(args.peer, args.rounds, args.clients, args.requests, args.single, args.launcher)
+    result = run(args.peer, args.rounds, args.clients, args.requests, args.single, args.launcher, args.floors)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(result, indent=1))

@@ -2,9 +2,10 @@
 at its defaults, the seed Flask bridge (--peer, optional), the OVOS launcher `ovos-stt-server`
 0.28 serving this plugin from its own venv (--launcher, optional: the venv is the compat tests'
 one, built from PyPI on first use), and the same clients posting straight to the fake Google (no
-bridge). With --floors, also bench/floors.py's two forwarders that check nothing: what any Python
-server in the middle costs, its Google call on a worker thread or on the event loop. 32 clients,
-then 1, posting 4.5 s clips; the fake answers in 150 ms. Each round, each server goes first in turn.
+bridge). With --floors, also bench/floors.py's two forwarders that check nothing, a yardstick for
+a Python server in the middle: their Google call on a worker thread or on the event loop. 32 clients,
+then 1, posting 4.5 s clips; the fake answers in 150 ms. Each round, each server goes first in
+turn (balanced when --rounds is a multiple of the servers measured; the bare clients go first).
 
     python bench/peers.py [--peer /work/shared/peers/seed_bridge.py] [--launcher] [--floors] [--rounds 2] [--out bench/results]
 
@@ -85,7 +86,11 @@ class Peer:
 
     def close(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=20)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class Launcher:

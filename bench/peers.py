@@ -259,7 +259,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--launcher", action="store_true",
                         help="also the OVOS launcher 0.28 serving this plugin (its venv from PyPI on first use)")
     parser.add_argument("--floors", action="store_true",
-                        help="also bench/floors.py's two forwarders: what any Python server in the middle costs")
+                        help="also bench/floors.py's two forwarders that check nothing (yardsticks)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=320, help="requests per round at --clients")

@@ -1,5 +1,5 @@
-"""The least a Python server in the middle can cost: two forwarders with none of this server's
-checks, limits, logging or metrics, for bench/peers.py --floors to measure beside it.
+"""Yardsticks for a Python server in the middle: two forwarders with none of this server's
+checks, limits, deadlines, logging or metrics, for bench/peers.py --floors to measure beside it.
 
     python bench/floors.py threads|asyncio PORT     (FLOOR_ENDPOINT, FLOOR_KEY in the environment)
 
@@ -32,8 +32,7 @@ except ImportError:                  # the [server] extra installs it; the stdli
 ENDPOINT = os.environ.get("FLOOR_ENDPOINT", "http://127.0.0.1:9")
 KEY = os.environ.get("FLOOR_KEY", "")
 PATH = "/v1/speech:recognize"
-WAV_HEADER = 44
-
+WAV_HEADER = 44                     # the bench's clips (audio.to_wav): PCM after a 44-byte header
 
 CONFIG = {"encoding": "LINEAR16", "sampleRateHertz": 16000, "languageCode": "en-US"}
 HEAD = b'{"config": ' + json.dumps(CONFIG).encode() + b', "audio": {"content": "'
